@@ -1,0 +1,53 @@
+"""The contract's events: the one place that decides how they look as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .models import ChatLine, Member, format_timestamp
+
+MESSAGE = "message"
+MEMBER_JOINED = "member_joined"
+MEMBER_LEFT = "member_left"
+MEMBER_CHANGED = "member_changed"
+TYPING_STARTED = "typing_started"
+TYPING_STOPPED = "typing_stopped"
+RESYNCED = "resynced"
+CHAT_ENDED = "chat_ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a user of ``watch`` should hear about, observed at ``at``."""
+
+    kind: str
+    interaction_id: str
+    at: datetime
+    member: Member | None = None
+    previous: Member | None = None
+    line: ChatLine | None = None
+    history: bool | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "event": self.kind,
+            "interactionId": self.interaction_id,
+            "at": format_timestamp(self.at),
+        }
+        if self.line is not None:
+            data["member"] = self.line.member.to_json()
+            data["text"] = self.line.text
+            data["timestamp"] = format_timestamp(self.line.timestamp)
+            data["messageType"] = self.line.message_type
+        elif self.member is not None:
+            data["member"] = self.member.to_json()
+        if self.previous is not None:
+            data["previous"] = self.previous.to_json()
+        if self.history is not None:
+            data["history"] = self.history
+        if self.reason is not None:
+            data["reason"] = self.reason
+        return data

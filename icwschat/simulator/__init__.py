@@ -1,0 +1,10 @@
+"""The bundled ICWS simulator: a real HTTP server on loopback that plays scripted chats and injects faults.
+
+It follows the protocol reference, not the client: nothing here imports from the rest of icwschat.
+"""
+
+from .app import Faults, Simulator
+from .scenarios import Scenario, load_scenarios
+from .server import SimulatorServer
+
+__all__ = ["Faults", "Scenario", "Simulator", "SimulatorServer", "load_scenarios"]

@@ -1,0 +1,144 @@
+"""Outputs of a watch that are not the live view: NDJSON events, raw ICWS messages and plain lines.
+
+All of them write to a binary stream, flush after every line, and never emit colour or ANSI codes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Protocol
+
+from . import events as ev
+from .cache import ChatCache
+from .events import Event
+from .models import Member
+from .textsafe import inert
+
+
+@dataclass(frozen=True, slots=True)
+class WatchInfo:
+    """What the header of a watch shows."""
+
+    interaction_id: str
+    server: str
+    user: str
+    transport: str
+
+
+class Sink(Protocol):
+    """Where a watch's results go; the watcher calls these in order from one thread."""
+
+    def started(self, info: WatchInfo) -> None: ...
+
+    def raw(self, message: Any) -> None: ...
+
+    def update(self, events: list[Event], cache: ChatCache) -> None: ...
+
+    def status(self, text: str, *, trouble: bool) -> None: ...
+
+    def idle(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def dumps_line(value: Any) -> bytes:
+    """One compact JSON line in UTF-8; text that UTF-8 cannot carry (lone surrogates) stays escaped."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+
+
+class _LineSink:
+    """Shared plumbing: binary output flushed per line, notices on stderr."""
+
+    def __init__(self, out: IO[bytes], err: IO[str]) -> None:
+        self.out = out
+        self.err = err
+        self._last_status = ""
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.out.flush()
+
+    def started(self, info: WatchInfo) -> None:
+        pass
+
+    def raw(self, message: Any) -> None:
+        pass
+
+    def update(self, events: list[Event], cache: ChatCache) -> None:
+        pass
+
+    def status(self, text: str, *, trouble: bool) -> None:
+        if text != self._last_status and (trouble or self._last_status):
+            self.err.write(f"icwschat: {text}\n")
+            self.err.flush()
+        self._last_status = text
+
+    def idle(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class JSONSink(_LineSink):
+    """``--json``: the contract's events as NDJSON."""
+
+    def update(self, events: list[Event], cache: ChatCache) -> None:
+        if events:
+            self.write(b"".join(dumps_line(event.to_json()) for event in events))
+
+
+class RawSink(_LineSink):
+    """``--raw``: every ICWS message exactly as received, one compact JSON object per line."""
+
+    def raw(self, message: Any) -> None:
+        self.write(dumps_line(message))
+
+
+def clock(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def _who(member: Member) -> str:
+    return inert(member.display_name, multiline=False)
+
+
+def plain_line(event: Event) -> str | None:
+    """One event as a line of plain text, or None for events too noisy for a log (typing)."""
+    when = clock(event.at)
+    if event.line is not None:
+        line = event.line
+        prefix = f"{clock(line.timestamp)} {_who(line.member)}: "
+        text = inert(line.text)
+        if line.message_type == "file":
+            text = f"[file] {text}"
+        return prefix + text.replace("\n", "\n" + " " * len(prefix))
+    member = event.member
+    if event.kind == ev.MEMBER_JOINED and member:
+        verb = "is here" if event.history else "joined"
+        return f"{when} * {_who(member)} ({member.type.label}) {verb}"
+    if event.kind == ev.MEMBER_LEFT and member:
+        return f"{when} * {_who(member)} left"
+    if event.kind == ev.MEMBER_CHANGED and member and event.previous:
+        if member.display_name != event.previous.display_name:
+            return f"{when} * {_who(event.previous)} is now known as {_who(member)}"
+        return f"{when} * {_who(member)} is now {member.type.label}"
+    if event.kind == ev.RESYNCED:
+        return f"{when} * reconnected; transcript checked, nothing lost or repeated"
+    if event.kind == ev.CHAT_ENDED:
+        return f"{when} * the chat has ended"
+    return None
+
+
+class PlainSink(_LineSink):
+    """Watching into a pipe or file without ``--json``: a readable log, one line per thing said or done."""
+
+    def update(self, events: list[Event], cache: ChatCache) -> None:
+        lines = [text for text in map(plain_line, events) if text is not None]
+        if lines:
+            self.write("".join(f"{text}\n" for text in lines).encode(errors="replace"))

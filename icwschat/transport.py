@@ -1,0 +1,164 @@
+"""Reading the session's message queue: short polling or server-sent events, behind one interface.
+
+A transport yields batches of ICWS messages in server order; the rest of the pipeline cannot tell which one
+ran. Transient trouble leaves as :class:`ServerUnavailable`, a dead session as :class:`SessionGone`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .client import Connection
+from .errors import ProtocolError, ServerUnavailable
+
+log = logging.getLogger("icwschat.transport")
+
+SSE_MIN_MESSAGING_VERSION = 2
+SSE_READ_TIMEOUT = 90.0
+"""Seconds of silence (not even a keep-alive comment) after which an event stream counts as dead."""
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class Transport(Protocol):
+    name: str
+
+    def batches(self) -> Iterator[list[Any]]:
+        """ICWS messages as they arrive, a batch at a time; an empty batch means 'nothing new yet'."""
+        ...
+
+
+class PollTransport:
+    """Short polling: one request at a time, the next ``interval`` seconds after the previous reply."""
+
+    name = "poll"
+
+    def __init__(self, connection: Connection, interval: float, stop: threading.Event) -> None:
+        self.connection = connection
+        self.interval = interval
+        self.stop = stop
+
+    def batches(self) -> Iterator[list[Any]]:
+        while not self.stop.is_set():
+            batch = self.connection.poll_messages()
+            replied = time.monotonic()
+            yield batch
+            self.stop.wait(max(0.0, replied + self.interval - time.monotonic()))
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class SSEParser:
+    """Incremental parser for ``text/event-stream`` as the HTML standard defines it.
+
+    Fed raw byte chunks split anywhere (inside a UTF-8 sequence, between ``\\r`` and ``\\n``); keeps only the
+    unfinished line and event in memory.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._data: list[str] = []
+        self._size = 0
+        self._event = ""
+        self._last_id: str | None = None
+        self._started = False
+        self.retry_ms: int | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        text = self._decoder.decode(chunk)
+        if not self._started and text:
+            text = text.removeprefix("\ufeff")
+            self._started = True
+        self._buffer += text
+        events: list[SSEEvent] = []
+        position = 0
+        while True:
+            match = _EOL.search(self._buffer, position)
+            if match is None:
+                break
+            if match.group() == "\r" and match.end() == len(self._buffer):
+                break  # may be the first half of a \r\n split across chunks
+            event = self._line(self._buffer[position : match.start()])
+            if event is not None:
+                events.append(event)
+            position = match.end()
+        self._buffer = self._buffer[position:]
+        if len(self._buffer) + self._size > MAX_EVENT_BYTES:
+            raise ProtocolError("the event stream sent an event larger than 16 MiB")
+        return events
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+            self._size += len(value) + 1
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._last_id = value
+        elif name == "retry" and value.isdigit():
+            self.retry_ms = int(value)
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        data, event = self._data, self._event
+        self._data, self._event, self._size = [], "", 0
+        if not data:
+            return None
+        return SSEEvent(data="\n".join(data), event=event or "message", id=self._last_id)
+
+
+class SSETransport:
+    """Server-sent events: each event's data is one ICWS message; comments keep the stream alive."""
+
+    name = "sse"
+
+    def __init__(self, connection: Connection, stop: threading.Event) -> None:
+        self.connection = connection
+        self.stop = stop
+
+    def batches(self) -> Iterator[list[Any]]:
+        parser = SSEParser()
+        chunks = self.connection.open_event_stream(SSE_READ_TIMEOUT)
+        yield []  # the stream is open: the caller may count the connection as up
+        for chunk in chunks:
+            if self.stop.is_set():
+                return
+            for event in parser.feed(chunk):
+                if event.event != "message":
+                    continue
+                try:
+                    yield [json.loads(event.data)]
+                except ValueError:
+                    log.debug("skipped an event whose data is not JSON: %.200r", event.data)
+        if not self.stop.is_set():
+            raise ServerUnavailable("the server closed the event stream")
+
+
+def choose(
+    name: str, connection: Connection, interval: float, stop: threading.Event
+) -> PollTransport | SSETransport:
+    """``auto`` takes SSE when the server's ``messaging`` feature is at least 2."""
+    sse = name == "sse" or (
+        name == "auto" and connection.session.feature("messaging") >= SSE_MIN_MESSAGING_VERSION
+    )
+    return SSETransport(connection, stop) if sse else PollTransport(connection, interval, stop)
