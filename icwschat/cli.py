@@ -41,6 +41,7 @@ app = typer.Typer(
     "Try it without a server: icwschat demo.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},

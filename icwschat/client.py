@@ -147,7 +147,13 @@ class HTTP:
     ) -> None:
         self.requests = requests.Session()
         self.requests.trust_env = True
-        self.requests.verify = False if insecure else (ca_bundle or True)
+        # Passed on every request, not set on the session: requests lets REQUESTS_CA_BUNDLE override a
+        # session's own setting, which would silently drop the user's --ca-bundle or --insecure.
+        self.verify: bool | str = False if insecure else (ca_bundle or True)
+        if insecure:
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the CLI warns once, loudly
         self.requests.headers.update(
             {
                 "Accept": MEDIA_TYPE,
@@ -188,6 +194,7 @@ class HTTP:
                 data=data,
                 stream=stream,
                 timeout=timeout or self.timeout,
+                verify=self.verify,
             )
         except requests.exceptions.SSLError as exc:
             raise ServerUnavailable(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
@@ -113,14 +113,17 @@ def parse_timestamp(value: Any) -> datetime:
         sign = 1 if offset[0] == "+" else -1
         digits = offset[1:].replace(":", "")
         shift = sign * (int(digits[:2]) * 60 + int(digits[2:]))
-        stamp = datetime.fromtimestamp(stamp.timestamp() - shift * 60, tz=timezone.utc)
+        try:
+            stamp -= timedelta(minutes=shift)
+        except OverflowError as exc:
+            raise BadMessage(f"timestamp is out of range: {value!r:.80}") from exc
     return stamp
 
 
 def format_timestamp(value: datetime) -> str:
     """Extended ISO 8601 UTC with ``Z``; fractional seconds only when there are any."""
     utc = value.astimezone(timezone.utc)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}"
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -91,16 +91,18 @@ class ViewState:
 
 
 def header(state: ViewState, cache: ChatCache) -> Text:
+    """One line, most important first, cut with an ellipsis when the terminal is narrow."""
     info = state.info
-    text = Text()
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append(" icwschat ", style="bold white on dark_blue")
-    text.append(f" interaction {inert(info.interaction_id, multiline=False)}", style="bold")
-    text.append(f" · {inert(info.user, multiline=False)} @ {inert(info.server, multiline=False)}")
-    text.append(f" · {info.transport} · ")
+    text.append(f" interaction {inert(info.interaction_id, multiline=False)} · ", style="bold")
     if cache.ended:
         text.append("chat ended", style="bold red")
     else:
         text.append(state.connection, style="bold yellow" if state.trouble else "green")
+    text.append(
+        f" · {info.transport} · {inert(info.user, multiline=False)} @ {inert(info.server, multiline=False)}"
+    )
     return text
 
 
@@ -136,9 +138,11 @@ def build_view(
     """One frame, exactly ``rows`` high (default: the terminal's height less one)."""
     width = console.width
     height = rows if rows is not None else max(6, console.height - 1)
-    top = [header(state, cache), *members_text(cache).wrap(console, width)]
+    top = [*header(state, cache).wrap(console, width), *members_text(cache).wrap(console, width)]
     status = typing_status(cache)
-    if state.trouble or state.notices:
+    if cache.ended:
+        status = Text("the chat has ended", style="bold red")
+    elif state.trouble or state.notices:
         status = Text(" · ".join(state.notices) or state.connection, style="bold yellow")
     fixed = len(top) + 3
     space = max(1, height - fixed)

@@ -76,6 +76,7 @@ class SSEParser:
         self._event = ""
         self._last_id: str | None = None
         self._started = False
+        self._after_cr = False
         self.retry_ms: int | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -83,15 +84,14 @@ class SSEParser:
         if not self._started and text:
             text = text.removeprefix("\ufeff")
             self._started = True
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]  # the second half of a \r\n split across chunks
+        if text:
+            self._after_cr = text.endswith("\r")
         self._buffer += text
         events: list[SSEEvent] = []
         position = 0
-        while True:
-            match = _EOL.search(self._buffer, position)
-            if match is None:
-                break
-            if match.group() == "\r" and match.end() == len(self._buffer):
-                break  # may be the first half of a \r\n split across chunks
+        while match := _EOL.search(self._buffer, position):
             event = self._line(self._buffer[position : match.start()])
             if event is not None:
                 events.append(event)

@@ -1,0 +1,251 @@
+"""The pure cache: documented isDelta semantics, contract events, reconciliation, and tolerance."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from builders import IID, contents_msg, line, member, members_msg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icwschat.cache import ChatCache
+from icwschat.events import Event
+
+AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def apply_all(cache: ChatCache, *messages: Any) -> list[Event]:
+    events: list[Event] = []
+    for message in messages:
+        events.extend(cache.apply(message, AT).events)
+    return events
+
+
+def kinds(events: list[Event]) -> list[str]:
+    return [e.kind for e in events]
+
+
+def test_first_snapshot_is_history_and_carries_typing_in_the_member() -> None:
+    cache = ChatCache(IID)
+    events = apply_all(
+        cache,
+        members_msg(delta=False, added=[member("a", typing=True), member("b")]),
+        contents_msg(line("a", "hi"), line("b", "yo"), delta=False),
+    )
+    assert kinds(events) == ["member_joined", "member_joined", "message", "message"]
+    assert all(e.history for e in events)
+    assert events[0].to_json()["member"]["isTyping"] is True
+    assert cache.has_snapshot
+
+
+def test_snapshot_clears_and_replaces_members_and_transcript_separately() -> None:
+    cache = ChatCache(IID)
+    apply_all(cache, members_msg(delta=False, added=[member("a")]), contents_msg(line("a", "1"), delta=False))
+    apply_all(cache, members_msg(added=[member("b")]))
+    assert set(cache.members) == {("a", IID), ("b", IID)}
+    apply_all(cache, members_msg(delta=False, added=[member("c")]))
+    assert set(cache.members) == {("c", IID)}
+    assert [ln.text for ln in cache.transcript] == ["1"]
+
+
+def test_duplicate_add_is_a_rename() -> None:
+    cache = ChatCache(IID)
+    apply_all(cache, members_msg(delta=False, added=[member("v", "Jane")]))
+    events = apply_all(cache, members_msg(added=[member("v", "Jane Doe")]))
+    assert kinds(events) == ["member_changed"]
+    assert events[0].to_json()["previous"]["displayName"] == "Jane"
+    assert cache.members[("v", IID)].display_name == "Jane Doe"
+
+
+def test_members_are_keyed_by_user_and_interaction() -> None:
+    cache = ChatCache(IID)
+    apply_all(cache, members_msg(delta=False, added=[member("u", iid=IID), member("u", iid="2002")]))
+    assert len(cache.members) == 2
+    events = apply_all(cache, members_msg(removed=[member("u", iid="2002")]))
+    assert kinds(events) == ["member_left"]
+    assert list(cache.members) == [("u", IID)]
+
+
+def test_typing_events_come_from_transitions_only() -> None:
+    cache = ChatCache(IID)
+    apply_all(cache, members_msg(delta=False, added=[member("a")]))
+    events = apply_all(
+        cache,
+        members_msg(changed=[member("a", typing=True)]),
+        members_msg(changed=[member("a", typing=True)]),
+        members_msg(changed=[member("a", typing=False)]),
+        members_msg(changed=[member("a", typing=False)]),
+    )
+    assert kinds(events) == ["typing_started", "typing_stopped"]
+
+
+def test_removal_by_key_never_by_index() -> None:
+    cache = ChatCache(IID)
+    apply_all(cache, members_msg(delta=False, added=[member("first"), member("second")]))
+    apply_all(cache, members_msg(removed=[member("first")]))
+    assert list(cache.members) == [("second", IID)]
+
+
+def test_removal_falls_back_to_user_id() -> None:
+    cache = ChatCache(IID)
+    apply_all(cache, members_msg(delta=False, added=[member("u")]))
+    events = apply_all(cache, members_msg(removed=[member("u", iid="other")]))
+    assert kinds(events) == ["member_left"] and not cache.members
+
+
+def test_messages_for_other_interactions_and_unknown_types_are_ignored() -> None:
+    cache = ChatCache(IID)
+    events = apply_all(
+        cache,
+        contents_msg(line("a", "x"), iid="9"),
+        {"__type": "urn:inin.com:status:userStatusMessage", "isDelta": False},
+        {
+            "__type": "urn:inin.com:interactions.chat:chatContentsMessage",
+            "isDelta": True,
+            "interactionId": IID,
+        },
+    )
+    assert events == [] and cache.transcript == []
+
+
+def test_both_timestamp_forms_give_the_same_extended_form() -> None:
+    cache = ChatCache(IID)
+    events = apply_all(
+        cache,
+        contents_msg(line("a", "x", "20201029T082018Z"), line("a", "y", "2020-10-29T08:20:18.123Z")),
+    )
+    assert [e.to_json()["timestamp"] for e in events] == ["2020-10-29T08:20:18Z", "2020-10-29T08:20:18.123Z"]
+
+
+def test_a_bad_line_is_skipped_and_reported_not_fatal() -> None:
+    cache = ChatCache(IID)
+    outcome = cache.apply(contents_msg(line("a", "ok"), {"text": 5}, line("a", "still ok")), AT)
+    assert [e.line.text for e in outcome.events if e.line] == ["ok", "still ok"]
+    assert len(outcome.problems) == 1
+
+
+def test_chat_ends_on_disconnected_state_once() -> None:
+    cache = ChatCache(IID)
+    changed = {
+        "__type": "urn:inin.com:interactions:interactionChangedMessage",
+        "isDelta": True,
+        "interactionID": IID,
+        "attributes": {"Eic_State": "E"},
+    }
+    dealloc = {"__type": "urn:inin.com:interactions:interactionDeallocatedMessage", "interactionID": IID}
+    assert kinds(apply_all(cache, changed, dealloc)) == ["chat_ended"]
+    assert cache.ended
+
+
+def test_resync_emits_only_new_lines_then_resynced() -> None:
+    cache = ChatCache(IID)
+    first = [line("a", "1"), line("a", "dup"), line("a", "dup")]
+    apply_all(cache, members_msg(delta=False, added=[member("a")]), contents_msg(*first, delta=False))
+    cache.expect_resync()
+    events = apply_all(
+        cache,
+        members_msg(delta=False, added=[member("a"), member("b")]),
+        contents_msg(*first, line("a", "dup"), line("b", "new"), delta=False),
+    )
+    assert kinds(events) == ["member_joined", "message", "message", "resynced"]
+    assert [e.line.text for e in events if e.line] == ["dup", "new"]
+    assert not any(e.history for e in events if e.line)
+
+
+def test_resync_copes_with_trimmed_history() -> None:
+    cache = ChatCache(IID)
+    apply_all(cache, contents_msg(line("a", "1"), line("a", "2"), line("a", "3"), delta=False))
+    events = apply_all(cache, contents_msg(line("a", "2"), line("a", "3"), line("a", "4"), delta=False))
+    assert [e.line.text for e in events if e.line] == ["4"]
+
+
+# ---- properties ---------------------------------------------------------------------------------------
+
+users = st.sampled_from(["a", "b", "c"])
+iids = st.sampled_from([IID, "2002"])
+members_st = st.builds(member, users, st.sampled_from(["A", "B"]), st.integers(0, 4), st.booleans(), iids)
+lines_st = st.builds(line, users, st.sampled_from(["hi", "ok", "bye"]))
+deltas = st.one_of(
+    st.builds(
+        lambda a, c, r: members_msg(added=a, changed=c, removed=r),
+        st.lists(members_st, max_size=3),
+        st.lists(members_st, max_size=3),
+        st.lists(members_st, max_size=2),
+    ),
+    st.builds(lambda ls: contents_msg(*ls), st.lists(lines_st, max_size=3)),
+)
+
+
+def reference(
+    messages: list[dict[str, Any]],
+) -> tuple[dict[tuple[str, str], tuple[str, int, bool]], list[str]]:
+    """The protocol reference's algorithm (section 5.4), written as plainly as possible."""
+    members: dict[tuple[str, str], tuple[str, int, bool]] = {}
+    transcript: list[str] = []
+    for message in messages:
+        if message["__type"].endswith("chatMembersMessage"):
+            if not message["isDelta"]:
+                members.clear()
+            for m in message["membersAdded"] + message["membersChanged"]:
+                members[(m["userId"], m["interactionId"])] = (
+                    m["displayName"],
+                    m["chatMemberType"],
+                    m["isTyping"],
+                )
+            for m in message["membersRemoved"]:
+                key = (m["userId"], m["interactionId"])
+                if key in members:
+                    del members[key]
+                else:
+                    for other in [k for k in members if k[0] == m["userId"]]:
+                        del members[other]
+        else:
+            if not message["isDelta"]:
+                transcript.clear()
+            transcript.extend(x["text"] for x in message["messagesAdded"])
+    return members, transcript
+
+
+def state(cache: ChatCache) -> tuple[dict[tuple[str, str], tuple[str, int, bool]], list[str]]:
+    members = {k: (m.display_name, m.type.value, m.is_typing) for k, m in cache.members.items()}
+    return members, [ln.text for ln in cache.transcript]
+
+
+@settings(max_examples=300)
+@given(st.lists(members_st, max_size=4), st.lists(lines_st, max_size=4), st.lists(deltas, max_size=12))
+def test_any_delta_sequence_matches_the_reference_model(
+    snap_members: list[dict[str, Any]], snap_lines: list[dict[str, Any]], later: list[dict[str, Any]]
+) -> None:
+    messages = [members_msg(delta=False, added=snap_members), contents_msg(*snap_lines, delta=False), *later]
+    cache = ChatCache(IID)
+    events = apply_all(cache, *messages)
+    assert state(cache) == reference(messages)
+    assert sum(1 for e in events if e.kind == "message") == len(cache.transcript)
+
+
+@settings(max_examples=200)
+@given(st.lists(deltas, max_size=10), st.lists(members_st, max_size=4))
+def test_a_members_snapshot_after_deltas_equals_the_snapshot_alone(
+    later: list[dict[str, Any]], snap_members: list[dict[str, Any]]
+) -> None:
+    snapshot = members_msg(delta=False, added=snap_members)
+    after = ChatCache(IID)
+    apply_all(after, members_msg(delta=False), *later, snapshot)
+    alone = ChatCache(IID)
+    apply_all(alone, snapshot)
+    assert state(after)[0] == state(alone)[0]
+
+
+@settings(max_examples=200)
+@given(st.lists(lines_st, max_size=6), st.lists(lines_st, max_size=6))
+def test_a_transcript_snapshot_that_extends_what_was_seen_equals_the_snapshot_alone(
+    seen: list[dict[str, Any]], more: list[dict[str, Any]]
+) -> None:
+    after = ChatCache(IID)
+    apply_all(after, contents_msg(delta=False), *(contents_msg(x) for x in seen))
+    events = apply_all(after, contents_msg(*seen, *more, delta=False))
+    alone = ChatCache(IID)
+    apply_all(alone, contents_msg(*seen, *more, delta=False))
+    assert state(after)[1] == state(alone)[1]
+    assert len([e for e in events if e.kind == "message"]) == len(more)

@@ -1,0 +1,63 @@
+"""Every recipe in examples/ runs against the simulator and gives what the README promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, cli_env
+
+from icwschat.simulator import SimulatorServer
+
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("jq") is None:
+        if os.environ.get("CI"):
+            pytest.fail("jq is missing: .ci/run installs it")
+        pytest.skip("jq is not installed")
+    bin_dir = str(Path(sys.executable).parent)
+    env = cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(
+        ["sh", str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
+    )
+
+
+def test_messages_as_text(logged_in: SimulatorServer) -> None:
+    proc = run_example("messages-as-text.sh", "1002")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "HelpBot: Welcome! How can I help?",
+        "Max: I forgot my password",
+        "HelpBot: Connecting you to an agent…",
+        "Agent One: Hi Max, I have sent a reset link to your e-mail address.",
+        "Max: Got it, thanks! 👍",
+    ]
+
+
+def test_typing_events(logged_in: SimulatorServer) -> None:
+    proc = run_example("typing-events.sh", "1002")
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(e["event"], e["member"]["displayName"]) for e in events] == [
+        ("typing_started", "Agent One"),
+        ("typing_stopped", "Agent One"),
+    ]
+
+
+def test_save_transcript(logged_in: SimulatorServer, tmp_path: Path) -> None:
+    target = tmp_path / "transcript.ndjson"
+    proc = run_example("save-transcript.sh", "1001", str(target))
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [e["event"] for e in events].count("message") == 4
+
+
+def test_every_example_script_is_tested() -> None:
+    tested = {"messages-as-text.sh", "typing-events.sh", "save-transcript.sh"}
+    assert {p.name for p in EXAMPLES.glob("*.sh")} == tested

@@ -1,0 +1,88 @@
+"""The live view as a terminal would show it, from a recording console."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+
+from builders import IID, contents_msg, line, member, members_msg
+from rich.console import Console
+
+from icwschat.cache import ChatCache
+from icwschat.render import ViewState, build_view
+from icwschat.sinks import WatchInfo
+
+AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+INFO = WatchInfo(IID, "http://127.0.0.1:8018", "agent.one", "sse")
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J[red]markup[/red] \u202eevil"
+
+
+def console(width: int = 80, height: int = 24) -> Console:
+    return Console(
+        file=io.StringIO(), width=width, height=height, record=True, color_system=None, legacy_windows=False
+    )
+
+
+def chat(*texts: str) -> ChatCache:
+    cache = ChatCache(IID)
+    cache.apply(
+        members_msg(
+            delta=False,
+            added=[
+                member("sys", "IC System", 1),
+                member("agent", "Agent One", 3),
+                member("jane", "Jane", 4, typing=True),
+            ],
+        ),
+        AT,
+    )
+    cache.apply(contents_msg(*(line("jane", t, "20201029T082018Z") for t in texts), delta=False), AT)
+    return cache
+
+
+def screen(cache: ChatCache, state: ViewState | None = None, width: int = 80, height: int = 24) -> list[str]:
+    out = console(width, height)
+    out.print(build_view(state or ViewState(info=INFO, connection="connected"), cache, out))
+    return out.export_text().splitlines()
+
+
+def test_view_shows_header_members_typing_and_transcript() -> None:
+    rows = screen(chat("Hi there"))
+    assert rows[0] == " icwschat  interaction 1001 · connected · sse · agent.one @ http://127.0.0.1:80…"
+    assert " system  IC System   agent  Agent One   customer  Jane ✎" in rows[1]
+    assert "08:20:18 jane: Hi there" in rows
+    assert rows[-1] == "Jane is typing…"
+    assert len(rows) == 23
+
+
+def test_hostile_text_is_shown_inert() -> None:
+    text = "\n".join(screen(chat(HOSTILE)))
+    assert "\x1b" not in text and "\x07" not in text
+    assert "␛]0;pwned␇␛[2J[red]markup[/red] <U+202E>evil" in text
+
+
+def test_long_lines_wrap_and_multiline_text_keeps_its_breaks() -> None:
+    rows = screen(chat("word " * 40, "first\nsecond"))
+    assert sum(1 for r in rows if r.startswith("word") or r.strip().startswith("word")) >= 2
+    second = rows.index(next(r for r in rows if r.endswith("jane: first")))
+    assert rows[second + 1].strip() == "second"
+
+
+def test_only_the_newest_lines_that_fit_are_shown() -> None:
+    rows = screen(chat(*(f"line {n}" for n in range(5000))))
+    assert len(rows) == 23
+    assert rows[-3].endswith("line 4999")
+    assert not any(r.endswith("line 0") for r in rows)
+
+
+def test_fits_a_narrow_terminal() -> None:
+    rows = screen(chat("x" * 200), width=40, height=12)
+    assert len(rows) == 11
+    assert all(len(r) <= 40 for r in rows)
+
+
+def test_reconnecting_replaces_the_status_line() -> None:
+    state = ViewState(info=INFO, connection="reconnecting (attempt 2, next in 1.5 s)", trouble=True)
+    rows = screen(chat("hi"), state)
+    assert rows[-1] == "reconnecting (attempt 2, next in 1.5 s)"
+    assert rows[0].startswith(" icwschat  interaction 1001 · reconnecting (attempt 2, next in 1.5 s)")

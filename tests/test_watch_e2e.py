@@ -1,0 +1,189 @@
+"""`watch`, `transcript` and `unsubscribe` end to end: the real CLI against the simulator over HTTP."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, Result, cli_env, icwschat
+from expected import expected_events, project
+
+from icwschat.simulator import SimulatorServer
+
+
+def scenario(sim: SimulatorServer, iid: str = "1001"):  # type: ignore[no-untyped-def]
+    return sim.simulator.scenarios[iid]
+
+
+@pytest.mark.parametrize("transport", ["poll", "sse"])
+def test_json_stream_equals_the_script(logged_in: SimulatorServer, transport: str) -> None:
+    result = icwschat("watch", "1001", "--json", "--transport", transport, "--interval", "0.1")
+    assert result.code == 0, result.err
+    events = result.events()
+    assert project(events) == expected_events(scenario(logged_in))
+    assert all(e["interactionId"] == "1001" and e["at"].endswith("Z") for e in events)
+    history = [e for e in events if e["event"] == "message" and e["history"]]
+    assert len(history) == len(scenario(logged_in).history)
+    assert [e["text"] for e in events if e["event"] == "message"].count("ok") == 2
+    rename = next(e for e in events if e["event"] == "member_changed")
+    assert (rename["previous"]["displayName"], rename["member"]["displayName"]) == ("Jane", "Jane Doe")
+    assert {e["member"]["type"] for e in events if e["event"] == "member_joined"} == {
+        "system",
+        "internal",
+        "external",
+    }
+    file_line = next(e for e in events if e.get("messageType") == "file")
+    assert file_line["text"] == "receipt.pdf"
+    assert logged_in.simulator.subscribers("1001") == []
+
+
+def test_json_keeps_hostile_text_exact(logged_in: SimulatorServer) -> None:
+    result = icwschat("watch", "1001", "--json", "--interval", "0.1")
+    texts = [e["text"] for e in result.events() if e["event"] == "message"]
+    hostile = next(step.text for step in scenario(logged_in).script if "\x1b" in step.text)
+    assert hostile in texts
+    assert "\x1b" not in result.out  # escaped as \u001b inside the JSON string, never raw
+
+
+def test_plain_log_into_a_pipe_has_no_escape_sequences(logged_in: SimulatorServer) -> None:
+    result = icwschat("watch", "1001", "--interval", "0.1")
+    assert result.code == 0
+    assert "\x1b" not in result.out and "\x07" not in result.out
+    assert "Jane: Hi, I need help with order 4711." in result.out
+    assert "Jane is now known as Jane Doe" in result.out
+    assert "␛]0;pwned␇" in result.out
+    assert "the chat has ended" in result.out
+
+
+def test_raw_writes_icws_messages_as_received(logged_in: SimulatorServer) -> None:
+    import json
+
+    result = icwschat("watch", "1002", "--raw", "--interval", "0.1")
+    messages = [json.loads(line) for line in result.out.splitlines()]
+    assert messages[0]["__type"].endswith("chatMembersMessage") and messages[0]["isDelta"] is False
+    assert any(m["__type"].endswith("interactionChangedMessage") for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("iid", "words"),
+    [("1003", "not a chat"), ("1004", "no rights"), ("9999", "does not exist")],
+)
+def test_unusable_interactions_exit_4(logged_in: SimulatorServer, iid: str, words: str) -> None:
+    result = icwschat("watch", iid, "--json")
+    assert result.code == 4
+    assert f"interaction {iid}" in result.err
+    assert result.out == ""
+
+
+def test_watch_without_login_exits_3(sim: SimulatorServer) -> None:
+    result = icwschat("watch", "1001")
+    assert result.code == 3
+    assert "not logged in; run icwschat login" in result.err
+
+
+def test_bad_interaction_id_is_a_usage_error(logged_in: SimulatorServer) -> None:
+    result = icwschat("watch", "../connection")
+    assert result.code == 2
+    assert "is not an interaction id" in result.err
+
+
+def test_json_and_raw_together_is_a_usage_error(logged_in: SimulatorServer) -> None:
+    assert icwschat("watch", "1001", "--json", "--raw").code == 2
+
+
+def spawn_watch(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "icwschat", "watch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+    )
+
+
+def wait_for_subscriber(sim: SimulatorServer, iid: str) -> None:
+    deadline = time.monotonic() + 15
+    while not sim.simulator.subscribers(iid):
+        assert time.monotonic() < deadline, "watch never subscribed"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_removes_the_subscription(slow_sim: SimulatorServer, sig: int, code: int) -> None:
+    proc = spawn_watch("1001", "--json")
+    wait_for_subscriber(slow_sim, "1001")
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert slow_sim.simulator.subscribers("1001") == []
+    assert '"member_joined"' in out
+
+
+def test_keep_subscription_leaves_it_in_place(slow_sim: SimulatorServer) -> None:
+    proc = spawn_watch("1001", "--json", "--keep-subscription")
+    wait_for_subscriber(slow_sim, "1001")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert len(slow_sim.simulator.subscribers("1001")) == 1
+    gone = icwschat("unsubscribe", "1001")
+    assert (gone.code, gone.out.strip()) == (0, "Removed the chat subscription for interaction 1001.")
+    assert slow_sim.simulator.subscribers("1001") == []
+    again = icwschat("unsubscribe", "1001")
+    assert again.code == 0
+    assert "no chat subscription for interaction 1001; nothing to remove" in again.out
+
+
+def test_closed_pipe_ends_quietly_and_unsubscribes(slow_sim: SimulatorServer) -> None:
+    proc = subprocess.run(
+        f"{sys.executable} -m icwschat watch 1001 --json | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=cli_env(),
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.count("\n") == 1 and '"member_joined"' in proc.stdout
+    assert proc.stderr == ""
+    assert slow_sim.simulator.subscribers("1001") == []
+
+
+def test_transcript_json_is_the_snapshot(slow_sim: SimulatorServer) -> None:
+    result = icwschat("transcript", "1001", "--json")
+    assert result.code == 0, result.err
+    events = result.events()
+    assert [e["event"] for e in events] == ["member_joined"] * 3 + ["message"] * 4
+    assert all(e["history"] for e in events)
+    assert slow_sim.simulator.subscribers("1001") == []
+
+
+def test_transcript_plain(slow_sim: SimulatorServer) -> None:
+    result = icwschat("transcript", "1002")
+    assert result.code == 0
+    assert result.out.splitlines()[-1].endswith("HelpBot: Welcome! How can I help?")
+
+
+def test_demo_plays_a_chat_to_its_end_without_a_stored_session(isolated) -> None:  # type: ignore[no-untyped-def]
+    result = icwschat("demo", "--speed", "20", "--json")
+    assert result.code == 0, result.err
+    assert result.events()[-1]["event"] == "chat_ended"
+    assert not (isolated / "session.json").exists()
+
+
+def test_unsubscribe_when_nothing_was_subscribed_says_so(logged_in: SimulatorServer) -> None:
+    result: Result = icwschat("unsubscribe", "1002")
+    assert result.code == 0
+    assert result.out.strip() == "There was no chat subscription for interaction 1002; nothing to remove."
+
+
+def test_unsubscribe_an_unknown_interaction_says_so(logged_in: SimulatorServer) -> None:
+    result = icwschat("unsubscribe", "9999")
+    assert result.code == 0
+    assert "no chat subscription for interaction 9999" in result.out
