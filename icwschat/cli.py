@@ -377,9 +377,9 @@ def transcript(interaction: InteractionArg, json_out: JsonOption = False) -> Non
     if json_out or not env.stdout_isatty:
         follow(env, options, choose_sink(env, json_out=json_out, raw=False), password_stdin=False)
         return
-    from .sinks import _LineSink
+    from .sinks import LineSink
 
-    watcher = follow(env, options, _LineSink(env.stdout_bytes, env.stderr), password_stdin=False)
+    watcher = follow(env, options, LineSink(env.stdout_bytes, env.stderr), password_stdin=False)
     print_transcript(make_console(env.stdout, no_color=env.no_color), watcher.info(), watcher.cache)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
@@ -87,7 +87,6 @@ class ViewState:
     info: WatchInfo
     connection: str = "connecting"
     trouble: bool = False
-    notices: list[str] = field(default_factory=list)
 
 
 def header(state: ViewState, cache: ChatCache) -> Text:
@@ -142,8 +141,8 @@ def build_view(
     status = typing_status(cache)
     if cache.ended:
         status = Text("the chat has ended", style="bold red")
-    elif state.trouble or state.notices:
-        status = Text(" · ".join(state.notices) or state.connection, style="bold yellow")
+    elif state.trouble:
+        status = Text(state.connection, style="bold yellow")
     fixed = len(top) + 3
     space = max(1, height - fixed)
     tail = transcript_tail(cache.transcript, console, width, space)

@@ -51,8 +51,8 @@ def dumps_line(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode() + b"\n"
 
 
-class _LineSink:
-    """Shared plumbing: binary output flushed per line, notices on stderr."""
+class LineSink:
+    """Binary output flushed per line, notices on stderr; by itself it writes no results at all."""
 
     def __init__(self, out: IO[bytes], err: IO[str]) -> None:
         self.out = out
@@ -85,7 +85,7 @@ class _LineSink:
         pass
 
 
-class JSONSink(_LineSink):
+class JSONSink(LineSink):
     """``--json``: the contract's events as NDJSON."""
 
     def update(self, events: list[Event], cache: ChatCache) -> None:
@@ -93,7 +93,7 @@ class JSONSink(_LineSink):
             self.write(b"".join(dumps_line(event.to_json()) for event in events))
 
 
-class RawSink(_LineSink):
+class RawSink(LineSink):
     """``--raw``: every ICWS message exactly as received, one compact JSON object per line."""
 
     def raw(self, message: Any) -> None:
@@ -135,7 +135,7 @@ def plain_line(event: Event) -> str | None:
     return None
 
 
-class PlainSink(_LineSink):
+class PlainSink(LineSink):
     """Watching into a pipe or file without ``--json``: a readable log, one line per thing said or done."""
 
     def update(self, events: list[Event], cache: ChatCache) -> None:

@@ -86,3 +86,15 @@ def test_reconnecting_replaces_the_status_line() -> None:
     rows = screen(chat("hi"), state)
     assert rows[-1] == "reconnecting (attempt 2, next in 1.5 s)"
     assert rows[0].startswith(" icwschat  interaction 1001 · reconnecting (attempt 2, next in 1.5 s)")
+
+
+def test_hostile_member_names_are_inert_in_members_and_transcript() -> None:
+    cache = ChatCache(IID)
+    evil = member("evil", "[bold]Boss[/bold]\x1b]52;c;cm0gLXJm\x07\u202eX\nY", 4)
+    cache.apply(members_msg(delta=False, added=[evil]), AT)
+    hostile_line = line("evil", "hi")
+    hostile_line["chatMember"]["displayName"] = evil["displayName"]
+    cache.apply(contents_msg(hostile_line, delta=False), AT)
+    text = "\n".join(screen(cache))
+    assert "\x1b" not in text and "\x07" not in text
+    assert "[bold]Boss[/bold]␛]52;c;cm0gLXJm␇<U+202E>X␊Y" in text

@@ -74,7 +74,6 @@ class SimSession:
     queue: collections.deque[dict[str, Any]] = field(default_factory=collections.deque)
     chats: set[str] = field(default_factory=set)
     watches: dict[str, list[str]] = field(default_factory=dict)
-    polls: int = 0
 
 
 @dataclass
@@ -546,7 +545,6 @@ class _App:
                 direct_passthrough=True,
             )
         with self.sim.changed:
-            session.polls += 1
             fault = self.sim.faults.poll_failures.popleft() if self.sim.faults.poll_failures else None
             if fault == "500":
                 raise ICWSFault(500, _error("An unexpected error occurred.", error_code=-2147467259))

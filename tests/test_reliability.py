@@ -1,0 +1,169 @@
+"""Faults a long watch must survive, each turned on by a simulator knob: nothing lost, nothing repeated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import PASSWORD, ROOT, cli_env, icwschat, login, start_sim
+from expected import expected_events, project
+
+from icwschat.simulator import SimulatorServer
+
+
+@pytest.fixture
+def paced() -> Iterator[SimulatorServer]:
+    """Chat 1001 takes about 3 s: time to inject a fault mid-chat."""
+    server = start_sim(speed=5.0)
+    login(server)
+    yield server
+    server.stop()
+
+
+def watch_with_fault(
+    sim: SimulatorServer, fault: Callable[[], None], *args: str, password: bool = True
+) -> tuple[int, list[dict[str, object]], str]:
+    env = cli_env(ICWS_PASSWORD=PASSWORD) if password else cli_env()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "icwschat", "watch", "1001", "--json", "--interval", "0.1", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 15
+    while not sim.simulator.subscribers("1001"):
+        assert time.monotonic() < deadline and proc.poll() is None, "watch never subscribed"
+        time.sleep(0.02)
+    time.sleep(1.0)  # a few script steps in
+    fault()
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    return proc.returncode, [json.loads(line) for line in out.splitlines()], err
+
+
+def assert_every_line_once(sim: SimulatorServer, events: list[dict[str, object]]) -> None:
+    """Every chat line exactly once, in server order, and the end seen.
+
+    Member and typing events are compared only where no resync happened: a snapshot tells the members'
+    state, not the order in which a typing flag flipped around a line said during the outage.
+    """
+    expected = expected_events(sim.simulator.scenarios["1001"])
+    lines = [e for e in project(events) if e[0] == "message"]  # type: ignore[arg-type]
+    assert lines == [e for e in expected if e[0] == "message"]
+    if not any(e["event"] == "resynced" for e in events):
+        assert project(events) == expected  # type: ignore[arg-type]
+    assert events[-1]["event"] == "chat_ended"
+
+
+@pytest.mark.parametrize("transport", ["poll", "sse"])
+def test_expired_session_is_renewed_and_resynced(paced: SimulatorServer, transport: str) -> None:
+    code, events, err = watch_with_fault(paced, paced.simulator.expire_sessions, "--transport", transport)
+    assert code == 0, err
+    assert [e["event"] for e in events].count("resynced") == 1
+    assert_every_line_once(paced, events)
+    assert paced.simulator.logins == 2
+
+
+def test_connection_down_message_is_a_lost_session(paced: SimulatorServer) -> None:
+    def drop() -> None:
+        paced.simulator.drop_session(next(iter(paced.simulator.sessions)))
+
+    code, events, err = watch_with_fault(paced, drop)
+    assert code == 0, err
+    assert [e["event"] for e in events].count("resynced") == 1
+    assert_every_line_once(paced, events)
+
+
+def test_expired_session_without_a_password_exits_3(paced: SimulatorServer) -> None:
+    code, _events, err = watch_with_fault(paced, paced.simulator.expire_sessions, password=False)
+    assert code == 3
+    assert "session expired; run icwschat login" in err
+
+
+def test_bursts_of_500_truncated_json_and_503_are_retried(paced: SimulatorServer) -> None:
+    def burst() -> None:
+        paced.simulator.faults.poll_failures.extend(["500", "truncated", "503", "500"])
+
+    code, events, err = watch_with_fault(paced, burst, "--transport", "poll")
+    assert code == 0, err
+    assert "reconnecting (attempt 1" in err
+    assert_every_line_once(paced, events)
+
+
+def test_dropped_event_streams_are_reopened(paced: SimulatorServer) -> None:
+    def flaky() -> None:
+        paced.simulator.faults.drop_streams_after = 2
+
+    code, events, err = watch_with_fault(paced, flaky, "--transport", "sse")
+    assert code == 0, err
+    assert_every_line_once(paced, events)
+
+
+def test_slow_replies_lose_nothing(paced: SimulatorServer) -> None:
+    def slow() -> None:
+        paced.simulator.faults.delay = 0.3
+
+    code, events, err = watch_with_fault(paced, slow, "--transport", "poll")
+    assert code == 0, err
+    assert_every_line_once(paced, events)
+
+
+def test_a_dead_server_is_given_up_on_with_exit_5(paced: SimulatorServer) -> None:
+    code, _events, err = watch_with_fault(paced, paced.stop, "--give-up-after", "1")
+    assert code == 5
+    assert "gave up after 1 s of failures" in err
+
+
+def test_a_restarted_server_is_picked_up_without_restarting_the_tool(paced: SimulatorServer) -> None:
+    replacement: list[SimulatorServer] = []
+
+    def restart() -> None:
+        port = paced.port
+        paced.stop()
+        time.sleep(1.0)
+        replacement.append(start_sim(speed=5.0, port=port))
+
+    try:
+        code, events, err = watch_with_fault(paced, restart, "--transport", "poll")
+    finally:
+        for server in replacement:
+            server.stop()
+    assert code == 0, err
+    kinds = [e["event"] for e in events]
+    assert "resynced" in kinds and kinds[-1] == "chat_ended"
+    history = [e["text"] for e in events if e["event"] == "message" and e["history"]]
+    assert len(history) == len(set(history)) == 4
+
+
+def test_deallocated_interaction_ends_the_watch(paced: SimulatorServer) -> None:
+    code, events, _err = watch_with_fault(paced, lambda: paced.simulator.deallocate("1001"))
+    assert code == 0
+    assert events[-1]["event"] == "chat_ended" and events[-1]["reason"] == "deallocated"
+
+
+def test_a_second_watcher_on_the_same_session_is_refused(slow_sim: SimulatorServer) -> None:
+    first = subprocess.Popen(
+        [sys.executable, "-m", "icwschat", "watch", "1001", "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cli_env(),
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not slow_sim.simulator.subscribers("1001"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = icwschat("watch", "1002", "--json")
+        assert second.code == 2
+        assert f"another icwschat process (pid {first.pid})" in second.err
+        assert "ICWSCHAT_HOME" in second.err
+    finally:
+        first.terminate()
+        first.wait(timeout=20)
