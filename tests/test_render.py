@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime, timezone
 
 from builders import IID, contents_msg, line, member, members_msg
@@ -98,3 +99,19 @@ def test_hostile_member_names_are_inert_in_members_and_transcript() -> None:
     text = "\n".join(screen(cache))
     assert "\x1b" not in text and "\x07" not in text
     assert "[bold]Boss[/bold]␛]52;c;cm0gLXJm␇<U+202E>X␊Y" in text
+
+
+def test_no_color_leaves_no_colour_codes_on_a_terminal() -> None:
+    from icwschat.render import make_console
+
+    for no_color, coloured in ((True, False), (False, True)):
+        out = io.StringIO()
+        terminal = make_console(out, no_color=no_color, force_terminal=True)
+        terminal.print(
+            build_view(ViewState(info=INFO, connection="connected"), chat("hi"), terminal, rows=10)
+        )
+        params = {
+            int(p) for sgr in re.findall(r"\x1b\[([0-9;]*)m", out.getvalue()) for p in sgr.split(";") if p
+        }
+        colours = {p for p in params if 30 <= p <= 49 or 90 <= p <= 107}
+        assert bool(colours) is coloured

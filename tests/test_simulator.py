@@ -86,3 +86,41 @@ def test_scenario_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-unt
     (tmp_path / "bad.json").write_text('{"interactionId": "1", "script": [{"at": 1, "op": "dance"}]}')
     with pytest.raises(ScenarioError, match=r"bad\.json"):
         load_scenarios(tmp_path)
+
+
+def test_simulate_command_prints_how_to_log_in_and_serves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT, cli_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "icwschat", "simulate", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("ICWS simulator listening on http://127.0.0.1:")
+        url = first.split()[-1]
+        header = [proc.stdout.readline() for _ in range(5)]
+        assert f"user: {USER}   password: {PASSWORD}" in header[0]
+        assert [h.split()[1] for h in header[1:]] == ["1001:", "1002:", "1003:", "1004:"]
+        assert requests.get(f"{url}/icws/connection/version", timeout=5).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=10)
+    assert "Traceback" not in err
+
+
+def test_simulate_refuses_a_non_loopback_host() -> None:
+    from conftest import icwschat
+
+    result = icwschat("simulate", "--host", "0.0.0.0", "--port", "0")
+    assert result.code == 2
+    assert "loopback" in result.err
