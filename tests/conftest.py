@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,23 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def spawn(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[str]:
+    """Start the CLI in the background, for tests that act while it runs (signals, faults, a terminal)."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "icwschat", *args], text=True, env=env or cli_env(), cwd=ROOT, **popen
+    )
+
+
+def wait_for_subscriber(sim: SimulatorServer, iid: str, proc: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + 15
+    while not sim.simulator.subscribers(iid):
+        assert time.monotonic() < deadline, "watch never subscribed"
+        assert proc is None or proc.poll() is None, "watch exited before subscribing"
+        time.sleep(0.02)
+
+
 def icwschat(
     *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> Result:
@@ -94,10 +113,18 @@ def stored_session(home: Path) -> dict[str, Any]:
     return data
 
 
+@contextmanager
+def logged_in_sim(speed: float) -> Iterator[SimulatorServer]:
+    server = start_sim(speed=speed)
+    try:
+        login(server)
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def slow_sim() -> Iterator[SimulatorServer]:
     """A logged-in simulator whose chats play at normal speed, for tests that act mid-chat."""
-    server = start_sim(speed=1.0)
-    login(server)
-    yield server
-    server.stop()
+    with logged_in_sim(speed=1.0) as server:
+        yield server

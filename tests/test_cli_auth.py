@@ -233,33 +233,16 @@ def test_tls_failure_exits_5_and_hints_at_ca_bundle(self_signed: ssl.SSLContext)
     assert "--ca-bundle" in result.err
 
 
-def test_ca_bundle_makes_tls_verify(self_signed: ssl.SSLContext) -> None:
-    with serve(
-        b'{"errorId": "error.request.connection.authenticationFailure", "message": "no"}',
-        status=400,
-        tls=self_signed,
-    ) as url:
+REFUSING_LOGIN = b'{"errorId": "error.request.connection.authenticationFailure", "message": "no"}'
+
+
+@pytest.mark.parametrize("trust", ["--ca-bundle", "--insecure"])
+def test_tls_is_trusted_with_ca_bundle_or_skipped_loudly(self_signed: ssl.SSLContext, trust: str) -> None:
+    cert = str(self_signed.cert_path)  # type: ignore[attr-defined]
+    extra = [trust, cert] if trust == "--ca-bundle" else [trust]
+    with serve(REFUSING_LOGIN, status=400, tls=self_signed) as url:
         result = icwschat(
-            "login",
-            "--server",
-            url,
-            "--user",
-            USER,
-            "--ca-bundle",
-            str(self_signed.cert_path),  # type: ignore[attr-defined]
-            env=cli_env(ICWS_PASSWORD=PASSWORD),
+            "login", "--server", url, "--user", USER, *extra, env=cli_env(ICWS_PASSWORD=PASSWORD)
         )
     assert result.code == 3, result.err  # got through TLS to the (refusing) server
-
-
-def test_insecure_warns_loudly(self_signed: ssl.SSLContext) -> None:
-    with serve(
-        b'{"errorId": "error.request.connection.authenticationFailure", "message": "no"}',
-        status=400,
-        tls=self_signed,
-    ) as url:
-        result = icwschat(
-            "login", "--server", url, "--user", USER, "--insecure", env=cli_env(ICWS_PASSWORD=PASSWORD)
-        )
-    assert result.code == 3
-    assert "WARNING: --insecure" in result.err
+    assert ("WARNING: --insecure" in result.err) == (trust == "--insecure")

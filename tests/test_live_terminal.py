@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import pty
 import select
-import subprocess
-import sys
 import time
 
 import pyte
-from conftest import ROOT, cli_env
+from conftest import cli_env, spawn
 
 from icwschat.simulator import SimulatorServer
 
@@ -27,15 +25,7 @@ def run_in_terminal(
 
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
     env = cli_env(TERM="xterm-256color", COLUMNS=str(columns), LINES=str(lines))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "icwschat", *args],
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    proc = spawn(*args, env=env, stdin=secondary, stdout=secondary, stderr=secondary, start_new_session=True)
     os.close(secondary)
     deadline = time.monotonic() + 30
     seen = ""

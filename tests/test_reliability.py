@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import PASSWORD, ROOT, cli_env, icwschat, login, start_sim
+from conftest import PASSWORD, cli_env, icwschat, logged_in_sim, spawn, start_sim, wait_for_subscriber
 from expected import expected_events, project
 
 from icwschat.simulator import SimulatorServer
@@ -18,28 +17,16 @@ from icwschat.simulator import SimulatorServer
 @pytest.fixture
 def paced() -> Iterator[SimulatorServer]:
     """Chat 1001 takes about 3 s: time to inject a fault mid-chat."""
-    server = start_sim(speed=5.0)
-    login(server)
-    yield server
-    server.stop()
+    with logged_in_sim(speed=5.0) as server:
+        yield server
 
 
 def watch_with_fault(
     sim: SimulatorServer, fault: Callable[[], None], *args: str, password: bool = True
 ) -> tuple[int, list[dict[str, object]], str]:
     env = cli_env(ICWS_PASSWORD=PASSWORD) if password else cli_env()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "icwschat", "watch", "1001", "--json", "--interval", "0.1", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    deadline = time.monotonic() + 15
-    while not sim.simulator.subscribers("1001"):
-        assert time.monotonic() < deadline and proc.poll() is None, "watch never subscribed"
-        time.sleep(0.02)
+    proc = spawn("watch", "1001", "--json", "--interval", "0.1", *args, env=env)
+    wait_for_subscriber(sim, "1001", proc)
     time.sleep(1.0)  # a few script steps in
     fault()
     out, err = proc.communicate(timeout=60)
@@ -148,18 +135,9 @@ def test_deallocated_interaction_ends_the_watch(paced: SimulatorServer) -> None:
 
 
 def test_a_second_watcher_on_the_same_session_is_refused(slow_sim: SimulatorServer) -> None:
-    first = subprocess.Popen(
-        [sys.executable, "-m", "icwschat", "watch", "1001", "--json"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=cli_env(),
-        cwd=ROOT,
-    )
+    first = spawn("watch", "1001", "--json", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 15
-        while not slow_sim.simulator.subscribers("1001"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_subscriber(slow_sim, "1001", first)
         second = icwschat("watch", "1002", "--json")
         assert second.code == 2
         assert f"another icwschat process (pid {first.pid})" in second.err

@@ -90,19 +90,10 @@ def test_scenario_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-unt
 
 def test_simulate_command_prints_how_to_log_in_and_serves(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import signal
-    import subprocess
-    import sys
 
-    from conftest import ROOT, cli_env
+    from conftest import spawn
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "icwschat", "simulate", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-        cwd=ROOT,
-    )
+    proc = spawn("simulate", "--port", "0")
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT, Result, cli_env, icwschat
+from conftest import ROOT, Result, cli_env, icwschat, spawn, wait_for_subscriber
 from expected import expected_events, project
 
 from icwschat.simulator import SimulatorServer
@@ -94,30 +93,15 @@ def test_json_and_raw_together_is_a_usage_error(logged_in: SimulatorServer) -> N
     assert icwschat("watch", "1001", "--json", "--raw").code == 2
 
 
-def spawn_watch(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "icwschat", "watch", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-        cwd=ROOT,
-    )
-
-
-def wait_for_subscriber(sim: SimulatorServer, iid: str) -> None:
-    deadline = time.monotonic() + 15
-    while not sim.simulator.subscribers(iid):
-        assert time.monotonic() < deadline, "watch never subscribed"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_removes_the_subscription(slow_sim: SimulatorServer, sig: int, code: int) -> None:
-    proc = spawn_watch("1001", "--json")
-    wait_for_subscriber(slow_sim, "1001")
+    proc = spawn("watch", "1001", "--json")
+    assert proc.stdout is not None
+    # Signal only once the snapshot is out, so the test checks the exit path and not a start-up race.
+    first = proc.stdout.readline()
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=20)
+    rest, err = proc.communicate(timeout=20)
+    out = first + rest
     assert proc.returncode == code, err
     assert "Traceback" not in err
     assert slow_sim.simulator.subscribers("1001") == []
@@ -125,8 +109,8 @@ def test_signal_removes_the_subscription(slow_sim: SimulatorServer, sig: int, co
 
 
 def test_keep_subscription_leaves_it_in_place(slow_sim: SimulatorServer) -> None:
-    proc = spawn_watch("1001", "--json", "--keep-subscription")
-    wait_for_subscriber(slow_sim, "1001")
+    proc = spawn("watch", "1001", "--json", "--keep-subscription")
+    wait_for_subscriber(slow_sim, "1001", proc)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=20)
     assert proc.returncode == 130
