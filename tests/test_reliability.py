@@ -99,6 +99,9 @@ def test_slow_replies_lose_nothing(paced: SimulatorServer) -> None:
     code, events, err = watch_with_fault(paced, slow, "--transport", "poll")
     assert code == 0, err
     assert_every_line_once(paced, events)
+    # Replies slower than --interval 0.1 must not make polls pile up: the next waits for the last.
+    assert paced.simulator.polls > 5
+    assert paced.simulator.most_polls_in_flight == 1
 
 
 def test_a_dead_server_is_given_up_on_with_exit_5(paced: SimulatorServer) -> None:

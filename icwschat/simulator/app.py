@@ -6,6 +6,8 @@ import base64
 import collections
 import json
 import logging
+import select
+import socket
 import threading
 import time
 import uuid
@@ -45,6 +47,17 @@ VERSION = {
 }
 
 
+def _peer_closed(sock: socket.socket | None) -> bool:
+    """True when the client has closed its side: readable, yet nothing to read."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
 def wire_time(when: float) -> str:
     """ICWS DateTime in the basic form real servers send: ``20201029T082018Z``."""
     return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -62,6 +75,8 @@ class Faults:
     """Seconds added before every reply."""
     drop_streams_after: int | None = None
     """Close every event stream after this many events."""
+    withhold_snapshots: bool = False
+    """Accept chat subscriptions but never send their first snapshot, as a server in trouble might."""
 
 
 @dataclass
@@ -130,6 +145,10 @@ class Simulator:
         self.changed = threading.Condition()
         self.closing = False
         self.logins = 0
+        self.polls = 0
+        self.polls_in_flight = 0
+        self.most_polls_in_flight = 0
+        """The most short polls ever answered at once: more than 1 means a client let its polls overlap."""
         self._next_session = 29113001
         self._ticker = threading.Thread(target=self._tick_forever, name="sim-script", daemon=True)
         self._ticker.start()
@@ -374,6 +393,24 @@ class _App:
         return self.dispatch(request)(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
+        polling = (
+            request.method == "GET"
+            and request.path.endswith("/messaging/messages")
+            and "text/event-stream" not in request.headers.get("Accept", "")
+        )
+        if not polling:
+            return self.answer(request)
+        with self.sim.changed:
+            self.sim.polls += 1
+            self.sim.polls_in_flight += 1
+            self.sim.most_polls_in_flight = max(self.sim.most_polls_in_flight, self.sim.polls_in_flight)
+        try:
+            return self.answer(request)
+        finally:
+            with self.sim.changed:
+                self.sim.polls_in_flight -= 1
+
+    def answer(self, request: Request) -> Response:
         if self.sim.faults.delay:
             time.sleep(self.sim.faults.delay)
         adapter = self.url_map.bind_to_environ(request.environ)
@@ -539,7 +576,7 @@ class _App:
         wants_stream = "text/event-stream" in request.headers.get("Accept", "")
         if wants_stream and self.sim.messaging_version >= 2:
             return Response(
-                self.event_stream(session),
+                self.event_stream(session, request.environ.get("werkzeug.socket")),
                 content_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
                 direct_passthrough=True,
@@ -556,13 +593,17 @@ class _App:
             session.queue.clear()
         return self.json(messages)
 
-    def event_stream(self, session: SimSession) -> Iterator[bytes]:
+    def event_stream(self, session: SimSession, sock: socket.socket | None) -> Iterator[bytes]:
         sent = 0
         yield b": stream open\n\n"
         while True:
             with self.sim.changed:
                 if not session.queue:
                     self.sim.changed.wait(timeout=KEEPALIVE_SECONDS)
+                if _peer_closed(sock):
+                    # A stream the client has left must not take messages meant for its next request;
+                    # the server would otherwise find out only when writing them into the void.
+                    return
                 if self.sim.closing or self.sim.sessions.get(session.session_id) is not session:
                     batch = list(session.queue)
                     session.queue.clear()
@@ -624,9 +665,10 @@ class _App:
             if chat.started_at is None:
                 chat.started_at = self.sim.clock()
             session.chats.add(iid)
-            session.queue.append(self.sim._members(chat, added=list(chat.members.values()), delta=False))
-            session.queue.append(self.sim._contents(iid, list(chat.transcript), delta=False))
-            self.sim.changed.notify_all()
+            if not self.sim.faults.withhold_snapshots:
+                session.queue.append(self.sim._members(chat, added=list(chat.members.values()), delta=False))
+                session.queue.append(self.sim._contents(iid, list(chat.transcript), delta=False))
+                self.sim.changed.notify_all()
         return Response(status=200)
 
     def on_interaction_watch(self, request: Request, sid: str, iid: str) -> Response:
@@ -678,6 +720,8 @@ class _App:
             faults.delay = float(body["delay"])
         if "dropStreamsAfter" in body:
             faults.drop_streams_after = body["dropStreamsAfter"]
+        if "withholdSnapshots" in body:
+            faults.withhold_snapshots = bool(body["withholdSnapshots"])
         if body.get("expireSessions"):
             self.sim.expire_sessions()
         if "deallocate" in body:
@@ -696,5 +740,6 @@ class _App:
                         iid: {"state": c.state, "lines": len(c.transcript), "members": len(c.members)}
                         for iid, c in self.sim.chats.items()
                     },
+                    "polls": {"answered": self.sim.polls, "mostAtOnce": self.sim.most_polls_in_flight},
                 }
             )
