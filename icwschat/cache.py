@@ -9,7 +9,7 @@ emitted, so no line is lost or repeated.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -71,8 +71,22 @@ class ChatCache:
 
     def apply(self, message: Any, at: datetime) -> Outcome:
         """Apply one ICWS message; raises :class:`BadMessage` when nothing of it can be used."""
-        kind = message_type(message)
         outcome = Outcome()
+        self._apply(message, at, outcome)
+        return outcome
+
+    def apply_all(self, messages: Iterable[Any], at: datetime) -> Outcome:
+        """Apply messages in order; one the cache cannot use is skipped and named in ``problems``."""
+        outcome = Outcome()
+        for message in messages:
+            try:
+                self._apply(message, at, outcome)
+            except ValueError as problem:
+                outcome.problems.append(f"skipped a message: {problem}: {message!r:.300}")
+        return outcome
+
+    def _apply(self, message: Any, at: datetime, outcome: Outcome) -> None:
+        kind = message_type(message)
         if kind == MEMBERS_TYPE and self._mine(message, "interactionId"):
             self._apply_members(message, at, outcome)
         elif kind == CONTENTS_TYPE and self._mine(message, "interactionId"):
@@ -84,17 +98,13 @@ class ChatCache:
         ):
             reason = "deallocated" if kind == INTERACTION_DEALLOCATED_TYPE else "lost_rights"
             self._end(at, reason, outcome)
-        return outcome
 
     def _mine(self, message: dict[str, Any], id_field: str) -> bool:
         return message.get(id_field) == self.interaction_id
 
-    def _event(self, kind: str, at: datetime, **fields: Any) -> Event:
-        return Event(kind=kind, interaction_id=self.interaction_id, at=at, **fields)
-
-    def _parse_members(self, items: Iterable[Any], outcome: Outcome) -> list[Member]:
+    def _parse_members(self, message: dict[str, Any], name: str, outcome: Outcome) -> list[Member]:
         members = []
-        for item in items:
+        for item in parse_list(message, name):
             try:
                 members.append(parse_member(item, default_interaction=self.interaction_id))
             except BadMessage as problem:
@@ -103,9 +113,9 @@ class ChatCache:
 
     def _apply_members(self, message: dict[str, Any], at: datetime, outcome: Outcome) -> None:
         delta = is_delta(message)
-        added = self._parse_members(parse_list(message, "membersAdded"), outcome)
-        changed = self._parse_members(parse_list(message, "membersChanged"), outcome)
-        removed = self._parse_members(parse_list(message, "membersRemoved"), outcome)
+        added = self._parse_members(message, "membersAdded", outcome)
+        changed = self._parse_members(message, "membersChanged", outcome)
+        removed = self._parse_members(message, "membersRemoved", outcome)
         if delta:
             for member in [*added, *changed]:
                 self._upsert(member, at, outcome)
@@ -119,26 +129,27 @@ class ChatCache:
         for key, old in list(self.members.items()):
             if key not in fresh:
                 del self.members[key]
-                outcome.events.append(self._event(ev.MEMBER_LEFT, at, member=old))
+                outcome.events.append(Event(ev.MEMBER_LEFT, self.interaction_id, at, old))
         for member in fresh.values():
             if first:
                 self.members[member.key] = member
-                outcome.events.append(self._event(ev.MEMBER_JOINED, at, member=member, history=True))
+                outcome.events.append(Event(ev.MEMBER_JOINED, self.interaction_id, at, member, history=True))
             else:
                 self._upsert(member, at, outcome)
         self._snapshot_done("members", at, outcome)
 
     def _upsert(self, member: Member, at: datetime, outcome: Outcome) -> None:
-        old = self.members.get(member.key)
-        self.members[member.key] = member
+        key = member.key
+        old = self.members.get(key)
+        self.members[key] = member
         if old is None:
-            outcome.events.append(self._event(ev.MEMBER_JOINED, at, member=member))
+            outcome.events.append(Event(ev.MEMBER_JOINED, self.interaction_id, at, member))
             return
-        if (old.display_name, old.type) != (member.display_name, member.type):
-            outcome.events.append(self._event(ev.MEMBER_CHANGED, at, member=member, previous=old))
+        if old.display_name != member.display_name or old.type is not member.type:
+            outcome.events.append(Event(ev.MEMBER_CHANGED, self.interaction_id, at, member, previous=old))
         if old.is_typing != member.is_typing:
             kind = ev.TYPING_STARTED if member.is_typing else ev.TYPING_STOPPED
-            outcome.events.append(self._event(kind, at, member=member))
+            outcome.events.append(Event(kind, self.interaction_id, at, member))
 
     def _remove(self, member: Member, at: datetime, outcome: Outcome) -> None:
         if member.key in self.members:
@@ -148,7 +159,7 @@ class ChatCache:
             keys = [k for k in self.members if k[0] == member.user_id]
             gone = [self.members.pop(k) for k in keys]
         for old in gone:
-            outcome.events.append(self._event(ev.MEMBER_LEFT, at, member=replace(old, is_typing=False)))
+            outcome.events.append(Event(ev.MEMBER_LEFT, self.interaction_id, at, old.typing(False)))
 
     def _parse_lines(self, message: dict[str, Any], outcome: Outcome) -> list[ChatLine]:
         lines = []
@@ -173,13 +184,14 @@ class ChatCache:
         self._snapshot_done("contents", at, outcome)
 
     def _append(self, lines: list[ChatLine], at: datetime, outcome: Outcome, *, history: bool) -> None:
+        """Append lines; each event shows the member as the cache knows it now (typing included)."""
         for line in lines:
             self.transcript.append(line)
-            current = self.members.get(line.member.key)
-            shown = (
-                replace(line, member=replace(line.member, is_typing=current.is_typing)) if current else line
-            )
-            outcome.events.append(self._event(ev.MESSAGE, at, line=shown, history=history))
+            sender = line.member
+            current = self.members.get(sender.key)
+            if current is not None:
+                sender = current if current.same_person(sender) else sender.typing(current.is_typing)
+            outcome.events.append(Event(ev.MESSAGE, self.interaction_id, at, sender, None, line, history))
 
     def _known_overlap(self, snapshot: list[ChatLine]) -> int:
         """How many leading lines of a later snapshot were already emitted.
@@ -205,7 +217,7 @@ class ChatCache:
         if part in self._resync_pending:
             self._resync_pending.discard(part)
             if not self._resync_pending:
-                outcome.events.append(self._event(ev.RESYNCED, at))
+                outcome.events.append(Event(ev.RESYNCED, self.interaction_id, at))
 
     def _apply_interaction(self, message: dict[str, Any], at: datetime, outcome: Outcome) -> None:
         attributes = message.get("attributes")
@@ -222,4 +234,4 @@ class ChatCache:
     def _end(self, at: datetime, reason: str, outcome: Outcome) -> None:
         if not self.ended:
             self.ended = True
-            outcome.events.append(self._event(ev.CHAT_ENDED, at, reason=reason))
+            outcome.events.append(Event(ev.CHAT_ENDED, self.interaction_id, at, reason=reason))

@@ -1,19 +1,15 @@
 """The command line: parse options, call the core, turn errors into the contract's exit codes.
 
-Heavy modules (requests, rich.live, the simulator) are imported inside the commands that need them, so
-``--help`` and ``--version`` stay fast.
+Everything typer does not already load (requests, rich, logging, the session store, the simulator) is
+imported inside the command that needs it, so ``--help`` and ``--version`` cost little more than typer.
 """
-
-from __future__ import annotations
 
 import enum
 import functools
-import logging
 import os
 import re
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,16 +19,16 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from . import __version__
-from .environment import Environment
 from .errors import ICWSError, Interrupted, UsageError
 
 if TYPE_CHECKING:
     from .client import HTTP
+    from .environment import Environment
     from .session import Session
     from .sinks import Sink
 
 ISSUES_URL = "https://github.com/icwschat/icwschat/issues"
-INTERACTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+INTERACTION_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
 
 app = typer.Typer(
     name="icwschat",
@@ -55,7 +51,6 @@ class TransportChoice(str, enum.Enum):
 
 
 class State:
-    env = Environment
     debug = False
 
 
@@ -81,6 +76,8 @@ def _root(
 ) -> None:
     State.debug = debug
     if debug:
+        import logging
+
         logging.basicConfig(
             level=logging.DEBUG,
             stream=sys.stderr,
@@ -89,7 +86,9 @@ def _root(
         logging.getLogger("urllib3").setLevel(logging.INFO)
 
 
-def environment() -> Environment:
+def environment() -> "Environment":
+    from .environment import Environment
+
     return Environment()
 
 
@@ -107,7 +106,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Write the contract's e
 
 
 def interaction_id(value: str) -> str:
-    if not INTERACTION_ID.match(value):
+    if not re.fullmatch(INTERACTION_ID, value):
         raise UsageError(
             f"{value!r} is not an interaction id",
             hint="interaction ids are letters and digits, such as 1001234567",
@@ -115,7 +114,7 @@ def interaction_id(value: str) -> str:
     return value
 
 
-def read_password(env: Environment, password_stdin: bool, *, prompt_for: str | None) -> str | None:
+def read_password(env: "Environment", password_stdin: bool, *, prompt_for: str | None) -> str | None:
     """The password from ICWS_PASSWORD, else stdin, else a hidden prompt (when ``prompt_for`` is given)."""
     if env.password:
         return env.password
@@ -136,13 +135,13 @@ def read_password(env: Environment, password_stdin: bool, *, prompt_for: str | N
     return getpass.getpass(f"Password for {prompt_for}: ")
 
 
-def make_http(session: Session) -> HTTP:
+def make_http(session: "Session") -> "HTTP":
     from .client import HTTP
 
     return HTTP(language=session.language, ca_bundle=session.ca_bundle, insecure=session.insecure)
 
 
-def say(env: Environment, text: str) -> None:
+def say(env: "Environment", text: str) -> None:
     env.stderr.write(f"icwschat: {text}\n")
     env.stderr.flush()
 
@@ -178,6 +177,8 @@ def outcome(action: Callable[[], None]) -> int:
             f"  Please report it at {ISSUES_URL} with the output of the same command run with --debug.\n"
         )
         if State.debug:
+            import traceback
+
             traceback.print_exc()
         return 1
     return 0
@@ -361,7 +362,14 @@ def watch(
 
 @app.command()
 @guarded
-def transcript(interaction: InteractionArg, json_out: JsonOption = False) -> None:
+def transcript(
+    interaction: InteractionArg,
+    json_out: JsonOption = False,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds to wait for the server's snapshot before giving up (exit 5)."),
+    ] = 30.0,
+) -> None:
     """Print a chat's members and transcript so far, then remove the subscription."""
     from .render import make_console, print_transcript
     from .watch import WatchOptions
@@ -371,7 +379,8 @@ def transcript(interaction: InteractionArg, json_out: JsonOption = False) -> Non
         transport="poll",
         interval=0.2,
         snapshot_only=True,
-        give_up_after=30,
+        snapshot_timeout=timeout,
+        give_up_after=timeout,
     )
     env = environment()
     if json_out or not env.stdout_isatty:
@@ -381,6 +390,46 @@ def transcript(interaction: InteractionArg, json_out: JsonOption = False) -> Non
 
     watcher = follow(env, options, LineSink(env.stdout_bytes, env.stderr), password_stdin=False)
     print_transcript(make_console(env.stdout, no_color=env.no_color), watcher.info(), watcher.cache)
+
+
+@app.command()
+@guarded
+def replay(
+    capture: Annotated[
+        str, typer.Argument(metavar="FILE", help="A capture written by watch --raw, or - for standard input.")
+    ],
+    json_out: JsonOption = False,
+    interaction: Annotated[
+        str | None,
+        typer.Option(help="The interaction to replay when the capture holds several (default: the first)."),
+    ] = None,
+) -> None:
+    """Play a capture of watch --raw through the same cache and output as watch, offline.
+
+    --json gives the events watch --json would have written; on a terminal the final frame of the live
+    view; into a pipe the plain log. Lines that are not JSON (a capture cut short) are skipped with a note.
+    """
+    from .replay import replay as play
+
+    env = environment()
+    iid = interaction_id(interaction) if interaction is not None else None
+    sink = choose_sink(env, json_out=json_out, raw=False, live=False)
+    if capture == "-":
+        report = play(env.stdin.buffer, "standard input", sink, iid)
+    else:
+        try:
+            stream = open(capture, "rb")  # noqa: SIM115 - closed below; open() errors need their own message
+        except OSError as exc:
+            raise UsageError(f"cannot read {capture}: {exc.strerror or exc}") from exc
+        with stream:
+            report = play(stream, Path(capture).name, sink, iid)
+    if report.bad_lines:
+        count = len(report.bad_lines)
+        say(
+            env,
+            f"skipped {count} line{'s' if count != 1 else ''} that held no JSON "
+            f"(first: line {report.bad_lines[0]})",
+        )
 
 
 @app.command()
@@ -484,7 +533,8 @@ def start_simulator(
 # ---- the watch plumbing shared by watch, transcript and demo ----------------------------------------
 
 
-def choose_sink(env: Environment, *, json_out: bool, raw: bool) -> Sink:
+def choose_sink(env: "Environment", *, json_out: bool, raw: bool, live: bool = True) -> "Sink":
+    """NDJSON, raw messages, the view on a terminal (live, or only its final frame), else a plain log."""
     from .sinks import JSONSink, PlainSink, RawSink
 
     if json_out:
@@ -492,13 +542,14 @@ def choose_sink(env: Environment, *, json_out: bool, raw: bool) -> Sink:
     if raw:
         return RawSink(env.stdout_bytes, env.stderr)
     if env.stdout_isatty:
-        from .render import LiveSink, make_console
+        from .render import FrameSink, LiveSink, make_console
 
-        return LiveSink(make_console(env.stdout, no_color=env.no_color))
+        console = make_console(env.stdout, no_color=env.no_color)
+        return LiveSink(console) if live else FrameSink(console)
     return PlainSink(env.stdout_bytes, env.stderr)
 
 
-def follow(env: Environment, options: Any, sink: Sink, password_stdin: bool) -> Any:
+def follow(env: "Environment", options: Any, sink: "Sink", password_stdin: bool) -> Any:
     """Run a watcher on the stored session, holding the queue lock, renewing the session if it can."""
     from .client import login as icws_login
     from .watch import Watcher
@@ -509,7 +560,7 @@ def follow(env: Environment, options: Any, sink: Sink, password_stdin: bool) -> 
     relogin: Callable[[], Session] | None = None
     if password is not None:
 
-        def relogin() -> Session:
+        def relogin() -> "Session":
             return icws_login(
                 make_http(session),
                 session.server,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .models import ChatLine, Member, format_timestamp
 
@@ -18,9 +17,12 @@ RESYNCED = "resynced"
 CHAT_ENDED = "chat_ended"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something a user of ``watch`` should hear about, observed at ``at``."""
+class Event(NamedTuple):
+    """Something a user of ``watch`` should hear about, observed at ``at``.
+
+    For a ``message``, ``line`` is the line as sent and ``member`` its sender as the cache knows them at
+    that moment (typing included). A named tuple: immutable and cheap to build, one per message.
+    """
 
     kind: str
     interaction_id: str
@@ -38,9 +40,9 @@ class Event:
             "at": format_timestamp(self.at),
         }
         if self.line is not None:
-            data["member"] = self.line.member.to_json()
+            data["member"] = (self.member or self.line.member).to_json()
             data["text"] = self.line.text
-            data["timestamp"] = format_timestamp(self.line.timestamp)
+            data["timestamp"] = self.line.stamp
             data["messageType"] = self.line.message_type
         elif self.member is not None:
             data["member"] = self.member.to_json()

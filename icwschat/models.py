@@ -6,11 +6,12 @@ missing fields, unknown ``__type``) becomes a :class:`BadMessage` that the calle
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 MEMBERS_TYPE = "urn:inin.com:interactions.chat:chatMembersMessage"
 CONTENTS_TYPE = "urn:inin.com:interactions.chat:chatContentsMessage"
@@ -37,16 +38,17 @@ class MemberType(Enum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return _LABELS[self.value]
 
     @classmethod
     def parse(cls, value: Any) -> MemberType:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return cls.NONE
-        try:
-            return cls(value)
-        except ValueError:
-            return cls.NONE
+        # A dict lookup, not cls(value): this runs for every member of every message. Exactly int: bools
+        # (True == 1) and other number types are no member type.
+        return _MEMBER_TYPES.get(value, cls.NONE) if type(value) is int else cls.NONE
+
+
+_MEMBER_TYPES = {kind.value: kind for kind in MemberType}
+_LABELS = {kind.value: kind.name.lower() for kind in MemberType}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,33 +60,58 @@ class Member:
     display_name: str
     type: MemberType
     is_typing: bool = False
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
+    """(user_id, interaction_id): the identity by which the cache keeps members."""
+    _json: dict[str, Any] = field(init=False, repr=False, compare=False)
+    """Built once, like ``key``: members are shared (see :func:`member`) and appear in nearly every event."""
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.user_id, self.interaction_id)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.user_id, self.interaction_id))
+        json = {
             "userId": self.user_id,
             "interactionId": self.interaction_id,
             "displayName": self.display_name,
             "type": self.type.label,
             "isTyping": self.is_typing,
         }
+        object.__setattr__(self, "_json", json)
+
+    def same_person(self, other: Member) -> bool:
+        """Same identity, name and type: what a transcript line shows, typing aside."""
+        return self is other or (
+            self.user_id == other.user_id
+            and self.interaction_id == other.interaction_id
+            and self.display_name == other.display_name
+            and self.type is other.type
+        )
+
+    def typing(self, is_typing: bool) -> Member:
+        return member(self.user_id, self.interaction_id, self.display_name, self.type, is_typing)
+
+    def to_json(self) -> dict[str, Any]:
+        return self._json.copy()
 
 
-@dataclass(frozen=True, slots=True)
-class ChatLine:
-    """One line of the transcript. ICWS gives lines no id; identity is position plus these fields."""
+class ChatLine(NamedTuple):
+    """One line of the transcript. ICWS gives lines no id; identity is position plus these fields.
+
+    A named tuple rather than a frozen dataclass: as immutable, and built several times faster, which
+    matters at one per chat line.
+    """
 
     member: Member
     text: str
-    timestamp: datetime
+    stamp: str
+    """When it was said, in the contract's form (see :func:`canonical_timestamp`): one string per instant."""
     message_type: str = "text"
 
     @property
-    def identity(self) -> tuple[str, str, datetime, str]:
-        return (self.member.user_id, self.member.interaction_id, self.timestamp, self.text)
+    def timestamp(self) -> datetime:
+        return parse_timestamp(self.stamp)
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.member.user_id, self.member.interaction_id, self.stamp, self.text)
 
 
 _BASIC = re.compile(r"^(\d{4})(\d{2})(\d{2})T?(\d{2})(\d{2})(?:(\d{2})(?:[.,](\d+))?)?Z$")
@@ -120,36 +147,80 @@ def parse_timestamp(value: Any) -> datetime:
     return stamp
 
 
+@functools.lru_cache(maxsize=4096)
 def format_timestamp(value: datetime) -> str:
     """Extended ISO 8601 UTC with ``Z``; fractional seconds only when there are any."""
-    utc = value.astimezone(timezone.utc)
-    text = f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}"
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    if value.microsecond:
+        return value.isoformat(timespec="microseconds")[:-6].rstrip("0") + "Z"
+    return value.isoformat(timespec="seconds")[:-6] + "Z"
 
 
-def _string(data: dict[str, Any], name: str) -> str:
-    value = data.get(name)
-    if not isinstance(value, str):
-        raise BadMessage(f"{name} is missing or not a string")
-    return value
+@functools.lru_cache(maxsize=1024)
+def _iso_date(basic: str) -> str:
+    """``YYYYMMDD`` as ``YYYY-MM-DD``, checked against the calendar; a chat's lines share a few dates."""
+    try:
+        datetime(int(basic[:4]), int(basic[4:6]), int(basic[6:]))
+    except ValueError as exc:
+        raise BadMessage(f"timestamp is out of range: {basic!r}") from exc
+    return f"{basic[:4]}-{basic[4:6]}-{basic[6:]}"
+
+
+def canonical_timestamp(value: Any) -> str:
+    """An ICWS DateTime as :func:`format_timestamp` writes it: ``format_timestamp(parse_timestamp(value))``.
+
+    The basic form every CIC server sends is rewritten as text, without a ``datetime`` in between: this
+    runs for every chat line, and is most of what a replay costs per line otherwise.
+    """
+    if (
+        type(value) is str
+        and len(value) == 16
+        and value[8] == "T"
+        and value[15] == "Z"
+        and value.isascii()
+        and (value[:8] + value[9:15]).isdigit()
+    ):
+        hour, minute, second = value[9:11], value[11:13], value[13:15]
+        if hour < "24" and minute < "60" and second < "60":
+            return f"{_iso_date(value[:8])}T{hour}:{minute}:{second}Z"
+    return format_timestamp(parse_timestamp(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def member(user_id: str, interaction_id: str, display_name: str, kind: MemberType, is_typing: bool) -> Member:
+    """One shared object per distinct member state: a chat repeats the same few members in every message,
+    so sharing them saves a construction per message and keeps a long transcript small."""
+    return Member(user_id, interaction_id, display_name, kind, is_typing)
 
 
 def parse_member(data: Any, *, default_interaction: str) -> Member:
     """A ``fullChatMember`` or ``chatMember``; a missing member interactionId falls back to the chat's."""
     if not isinstance(data, dict):
         raise BadMessage("chat member is not an object")
-    user_id = _string(data, "userId")
+    user_id = data.get("userId")
     interaction = data.get("interactionId")
     name = data.get("displayName")
-    typing = data.get("isTyping")
-    return Member(
-        user_id=user_id,
-        interaction_id=interaction if isinstance(interaction, str) and interaction else default_interaction,
-        display_name=name if isinstance(name, str) else user_id,
-        type=MemberType.parse(data.get("chatMemberType")),
-        is_typing=typing is True,
+    kind = data.get("chatMemberType")
+    typing = data.get("isTyping", False)
+    if (
+        type(user_id) is str
+        and type(interaction) is str
+        and interaction
+        and type(name) is str
+        and type(kind) is int
+        and type(typing) is bool
+    ):
+        # What servers send, every field present and well typed: the commonest path of every replay.
+        return member(user_id, interaction, name, _MEMBER_TYPES.get(kind, MemberType.NONE), typing)
+    if not isinstance(user_id, str):
+        raise BadMessage("userId is missing or not a string")
+    return member(
+        user_id,
+        interaction if isinstance(interaction, str) and interaction else default_interaction,
+        name if isinstance(name, str) else user_id,
+        MemberType.parse(kind),
+        typing is True,
     )
 
 
@@ -165,7 +236,7 @@ def parse_line(data: Any, *, default_interaction: str) -> ChatLine:
     return ChatLine(
         member=parse_member(data.get("chatMember"), default_interaction=default_interaction),
         text=text,
-        timestamp=parse_timestamp(data.get("timestamp")),
+        stamp=canonical_timestamp(data.get("timestamp")),
         message_type="file" if kind == 1 else "text",
     )
 

@@ -99,9 +99,10 @@ def header(state: ViewState, cache: ChatCache) -> Text:
         text.append("chat ended", style="bold red")
     else:
         text.append(state.connection, style="bold yellow" if state.trouble else "green")
-    text.append(
-        f" · {info.transport} · {inert(info.user, multiline=False)} @ {inert(info.server, multiline=False)}"
-    )
+    source = inert(info.server, multiline=False)
+    if info.user:
+        source = f"{inert(info.user, multiline=False)} @ {source}"
+    text.append(f" · {info.transport} · {source}")
     return text
 
 
@@ -153,15 +154,13 @@ def build_view(
     return Group(*body)
 
 
-class LiveSink:
-    """The live view on a terminal: an alternate screen while watching, the final frame left on exit."""
+class FrameSink:
+    """The final frame of the view, printed on close: ``replay`` on a terminal; the live view extends it."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.cache: ChatCache | None = None
         self.state: ViewState | None = None
-        self.live: Live | None = None
-        self._size = console.size
 
     def _frame(self) -> RenderableType:
         if self.state is None or self.cache is None:
@@ -171,6 +170,37 @@ class LiveSink:
     def started(self, info: WatchInfo) -> None:
         self.state = ViewState(info=info)
         self.cache = ChatCache(info.interaction_id)
+
+    def raw(self, messages: list[Any]) -> None:
+        pass
+
+    def update(self, events: list[Event], cache: ChatCache) -> None:
+        self.cache = cache
+
+    def status(self, text: str, *, trouble: bool) -> None:
+        if self.state is not None:
+            self.state.connection = text
+            self.state.trouble = trouble
+
+    def idle(self) -> None:
+        pass
+
+    def close(self) -> None:
+        cache = self.cache
+        if cache is not None and (cache.members or cache.transcript or cache.ended):
+            self.console.print(self._frame())
+
+
+class LiveSink(FrameSink):
+    """The live view on a terminal: an alternate screen while watching, the final frame left on exit."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.live: Live | None = None
+        self._size = console.size
+
+    def started(self, info: WatchInfo) -> None:
+        super().started(info)
         self.live = Live(
             get_renderable=self._frame,
             console=self.console,
@@ -181,18 +211,13 @@ class LiveSink:
         )
         self.live.start(refresh=True)
 
-    def raw(self, message: Any) -> None:
-        pass
-
     def update(self, events: list[Event], cache: ChatCache) -> None:
-        self.cache = cache
+        super().update(events, cache)
         self._refresh()
 
     def status(self, text: str, *, trouble: bool) -> None:
-        if self.state is not None:
-            self.state.connection = text
-            self.state.trouble = trouble
-            self._refresh()
+        super().status(text, trouble=trouble)
+        self._refresh()
 
     def idle(self) -> None:
         size = self.console.size
@@ -209,7 +234,7 @@ class LiveSink:
             return
         self.live.stop()
         self.live = None
-        self.console.print(self._frame())
+        super().close()
 
 
 def print_transcript(console: Console, info: WatchInfo, cache: ChatCache) -> None:

@@ -5,7 +5,6 @@ All of them write to a binary stream, flush after every line, and never emit col
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Protocol
@@ -13,6 +12,7 @@ from typing import IO, Any, Protocol
 from . import events as ev
 from .cache import ChatCache
 from .events import Event
+from .jsonio import dumps_line
 from .models import Member
 from .textsafe import inert
 
@@ -32,7 +32,7 @@ class Sink(Protocol):
 
     def started(self, info: WatchInfo) -> None: ...
 
-    def raw(self, message: Any) -> None: ...
+    def raw(self, messages: list[Any]) -> None: ...
 
     def update(self, events: list[Event], cache: ChatCache) -> None: ...
 
@@ -41,14 +41,6 @@ class Sink(Protocol):
     def idle(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-def dumps_line(value: Any) -> bytes:
-    """One compact JSON line in UTF-8; text that UTF-8 cannot carry (lone surrogates) stays escaped."""
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":")).encode() + b"\n"
 
 
 class LineSink:
@@ -66,7 +58,7 @@ class LineSink:
     def started(self, info: WatchInfo) -> None:
         pass
 
-    def raw(self, message: Any) -> None:
+    def raw(self, messages: list[Any]) -> None:
         pass
 
     def update(self, events: list[Event], cache: ChatCache) -> None:
@@ -90,14 +82,15 @@ class JSONSink(LineSink):
 
     def update(self, events: list[Event], cache: ChatCache) -> None:
         if events:
-            self.write(b"".join(dumps_line(event.to_json()) for event in events))
+            self.write(b"".join([dumps_line(event.to_json()) for event in events]))
 
 
 class RawSink(LineSink):
     """``--raw``: every ICWS message exactly as received, one compact JSON object per line."""
 
-    def raw(self, message: Any) -> None:
-        self.write(dumps_line(message))
+    def raw(self, messages: list[Any]) -> None:
+        if messages:
+            self.write(b"".join(map(dumps_line, messages)))
 
 
 def clock(moment: datetime) -> str:

@@ -7,7 +7,6 @@ ran. Transient trouble leaves as :class:`ServerUnavailable`, a dead session as :
 from __future__ import annotations
 
 import codecs
-import json
 import logging
 import re
 import threading
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 from .client import Connection
 from .errors import ProtocolError, ServerUnavailable
+from .jsonio import loads
 
 log = logging.getLogger("icwschat.transport")
 
@@ -147,7 +147,7 @@ class SSETransport:
                 if event.event != "message":
                     continue
                 try:
-                    yield [json.loads(event.data)]
+                    yield [loads(event.data)]
                 except ValueError:
                     log.debug("skipped an event whose data is not JSON: %.200r", event.data)
         if not self.stop.is_set():

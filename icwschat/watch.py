@@ -15,13 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from .cache import ChatCache
 from .client import HTTP, Connection
 from .errors import AuthenticationError, ICWSError, ServerUnavailable, SessionGone
 from .models import CONNECTION_STATE_TYPE
+from .pipeline import Pipeline
 from .session import Session
 from .sinks import Sink, WatchInfo
 from .transport import choose
@@ -138,6 +138,7 @@ class Feed(threading.Thread):
         self.stop = threading.Event()
         self.transport_name = choose(options.transport, self.connection, options.interval, self.stop).name
         self.backoff = Backoff(options.give_up_after)
+        self._last_status: _Status | None = None
 
     @property
     def session(self) -> Session:
@@ -169,13 +170,13 @@ class Feed(threading.Thread):
                         hint="set ICWS_PASSWORD (or use --password-stdin) so watch can log in again itself",
                     ) from gone
                 log.debug("session gone (%s); logging in again", gone.details())
-                self.out.put(_Status("session expired; logging in again", trouble=True))
+                self._tell(_Status("session expired; logging in again", trouble=True))
                 needs_login = True
             except ServerUnavailable as error:
                 delay = self.backoff.next_delay(error)
                 text = f"reconnecting (attempt {self.backoff.attempt}, next in {delay:.1f} s)"
                 log.debug("%s after: %s %s", text, error.message, error.details())
-                self.out.put(_Status(text, trouble=True))
+                self._tell(_Status(text, trouble=True))
                 self.stop.wait(delay)
 
     def _read(self) -> None:
@@ -183,11 +184,17 @@ class Feed(threading.Thread):
         for batch in transport.batches():
             if self.backoff.failing_since is not None:
                 self.backoff.reset()
-            self.out.put(_Status("connected", trouble=False))
+            self._tell(_Status("connected", trouble=False))
             if batch:
                 self.out.put(_Batch(batch))
             if any(_connection_down(message) for message in batch):
                 raise SessionGone("the server says the session's connection is down")
+
+    def _tell(self, status: _Status) -> None:
+        """Pass on a status only when it changes: one per poll would redraw an idle view every second."""
+        if status != self._last_status:
+            self._last_status = status
+            self.out.put(status)
 
     def _log_in_again(self) -> None:
         assert self.relogin is not None
@@ -231,6 +238,7 @@ class Watcher:
         self.options = options
         self.sink = sink
         self.cache = ChatCache(options.interaction_id)
+        self.pipeline = Pipeline(self.cache, sink)
         self.queue: queue.Queue[_Item] = queue.Queue()
         self.feed = Feed(http_factory(), session, options, self.queue, relogin, on_session)
 
@@ -253,15 +261,17 @@ class Watcher:
     def _consume(self) -> None:
         snapshot_deadline = time.monotonic() + self.options.snapshot_timeout
         while True:
+            # Checked on every item, not only when idle: empty polls keep the queue busy.
+            if self.options.snapshot_only and time.monotonic() > snapshot_deadline:
+                raise ServerUnavailable(
+                    f"no snapshot of interaction {self.options.interaction_id} arrived within "
+                    f"{self.options.snapshot_timeout:g} s",
+                    hint="the server accepted the subscription but sent nothing; try again",
+                )
             try:
                 item = self.queue.get(timeout=IDLE_TICK)
             except queue.Empty:
                 self.sink.idle()
-                if self.options.snapshot_only and time.monotonic() > snapshot_deadline:
-                    raise ServerUnavailable(
-                        f"no snapshot of interaction {self.options.interaction_id} arrived within "
-                        f"{self.options.snapshot_timeout:g} s"
-                    ) from None
                 continue
             if isinstance(item, _Failed):
                 raise item.error
@@ -274,18 +284,7 @@ class Watcher:
 
     def _apply(self, messages: list[Any]) -> bool:
         """Apply a batch; True when the watch is complete."""
-        events = []
-        for message in messages:
-            self.sink.raw(message)
-            try:
-                outcome = self.cache.apply(message, datetime.now(timezone.utc))
-            except ValueError as problem:
-                log.debug("skipped a message: %s: %.300r", problem, message)
-                continue
-            for problem_text in outcome.problems:
-                log.debug("%s", problem_text)
-            events.extend(outcome.events)
-        self.sink.update(events, self.cache)
+        self.pipeline.apply(messages)
         return self.cache.ended or (self.options.snapshot_only and self.cache.has_snapshot)
 
     def _clean_up(self) -> None:

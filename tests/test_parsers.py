@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from datetime import datetime, timezone
@@ -12,8 +13,16 @@ from builders import IID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from icwschat import jsonio
 from icwschat.cache import ChatCache
-from icwschat.models import BadMessage, format_timestamp, parse_timestamp
+from icwschat.models import (
+    BadMessage,
+    MemberType,
+    canonical_timestamp,
+    format_timestamp,
+    parse_member,
+    parse_timestamp,
+)
 from icwschat.transport import SSEParser
 
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -130,3 +139,114 @@ def test_fuzzed_messages_never_crash_or_corrupt_the_cache(batch: list[Any]) -> N
             json.dumps(event.to_json())
     assert all(isinstance(k, tuple) and len(k) == 2 for k in cache.members)
     assert all(isinstance(line.text, str) for line in cache.transcript)
+
+
+basic_forms = st.builds(
+    lambda digits, suffix: digits[:8] + "T" + digits[8:] + suffix,
+    st.text(alphabet="0123456789", min_size=14, max_size=14),
+    st.sampled_from(["Z", "Z ", "", "z"]),
+)
+
+
+@settings(max_examples=500)
+@given(basic_forms | st.text(max_size=20) | st.datetimes().map(lambda d: d.strftime("%Y%m%dT%H%M%SZ")))
+def test_canonical_timestamp_is_format_of_parse(wire: str) -> None:
+    """The text-only fast path agrees with the datetime path on every input, bad ones included."""
+    try:
+        expected: str | None = format_timestamp(parse_timestamp(wire))
+    except BadMessage:
+        expected = None
+    try:
+        got: str | None = canonical_timestamp(wire)
+    except BadMessage:
+        got = None
+    assert got == expected
+
+
+def reference_member(data: Any) -> tuple[str, str, str, MemberType, bool]:
+    """parse_member as the protocol doc reads, written the slow and obvious way."""
+    if not isinstance(data, dict) or not isinstance(data.get("userId"), str):
+        raise BadMessage("no member")
+    interaction = data.get("interactionId")
+    name = data.get("displayName")
+    kind = data.get("chatMemberType")
+    return (
+        data["userId"],
+        interaction if isinstance(interaction, str) and interaction else IID,
+        name if isinstance(name, str) else data["userId"],
+        MemberType(kind) if type(kind) is int and kind in range(5) else MemberType.NONE,
+        data.get("isTyping") is True,
+    )
+
+
+member_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "userId": st.text(max_size=5) | json_values,
+        "interactionId": st.sampled_from(["", IID, "9"]) | json_values,
+        "displayName": st.text(max_size=5) | json_values,
+        "chatMemberType": st.integers(-1, 6) | json_values,
+        "isTyping": st.booleans() | json_values,
+    },
+)
+
+
+@settings(max_examples=500)
+@given(member_fields | json_values)
+def test_parse_member_matches_the_reference(data: Any) -> None:
+    try:
+        expected: Any = reference_member(data)
+    except BadMessage:
+        expected = None
+    try:
+        m = parse_member(data, default_interaction=IID)
+        got: Any = (m.user_id, m.interaction_id, m.display_name, m.type, m.is_typing)
+    except BadMessage:
+        got = None
+    assert got == expected
+
+
+text_with_surrogates = st.text(alphabet=st.characters(), max_size=20) | st.just("\ud83d x \x1b\u202e")
+# Integers orjson reads within 64 bits; beyond that it reads a float (documented in icwschat.jsonio).
+wire_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text_with_surrogates,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text_with_surrogates, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500)
+@given(wire_values)
+def test_fast_json_reads_back_what_the_stdlib_reads(value: Any) -> None:
+    line = jsonio.dumps_line(value)
+    assert line.endswith(b"\n") and b"\n" not in line[:-1]
+    assert json.loads(line) == json.loads(jsonio.stdlib_line(value))
+    assert jsonio.loads(line) == json.loads(line)
+
+
+@given(st.recursive(text_with_surrogates, lambda inner: st.lists(inner, max_size=4), max_leaves=20))
+def test_fast_json_writes_text_byte_for_byte_as_the_stdlib(value: Any) -> None:
+    assert jsonio.dumps_line(value) == jsonio.stdlib_line(value)
+
+
+@pytest.mark.parametrize("text", [b'"\\ud800"', b"NaN", b'{"a": [1, "\\udfff"]}'])
+def test_json_the_fast_parser_refuses_falls_back_to_the_stdlib(text: bytes) -> None:
+    assert json.dumps(jsonio.loads(text)) == json.dumps(json.loads(text))
+
+
+@settings(max_examples=300)
+@given(st.lists(hostile_messages | json_values, max_size=8))
+def test_a_batch_with_bad_messages_applies_the_good_ones(batch: list[Any]) -> None:
+    one_by_one = ChatCache(IID)
+    events = []
+    for message in batch:
+        with contextlib.suppress(ValueError):
+            events += one_by_one.apply(message, AT).events
+    together = ChatCache(IID)
+    outcome = together.apply_all(batch, AT)
+    assert outcome.events == events
+    assert together.members == one_by_one.members and together.transcript == one_by_one.transcript

@@ -171,3 +171,23 @@ def test_unsubscribe_an_unknown_interaction_says_so(logged_in: SimulatorServer) 
     result = icwschat("unsubscribe", "9999")
     assert result.code == 0
     assert "no chat subscription for interaction 9999" in result.out
+
+
+def test_a_closed_event_stream_leaves_the_next_watch_its_messages(slow_sim: SimulatorServer) -> None:
+    """The server must not hand the queue to a stream its client has left (the simulator once did)."""
+    first = spawn("watch", "1001", "--json", "--transport", "sse")
+    assert first.stdout is not None
+    assert '"member_joined"' in first.stdout.readline()
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=20)
+    after = icwschat("transcript", "1002", "--json", "--timeout", "5")
+    assert after.code == 0, after.err
+    assert any(e["event"] == "message" for e in after.events())
+
+
+def test_transcript_gives_up_when_no_snapshot_comes(slow_sim: SimulatorServer) -> None:
+    slow_sim.simulator.faults.withhold_snapshots = True
+    result = icwschat("transcript", "1002", "--json", "--timeout", "1", timeout=20)
+    assert result.code == 5
+    assert "no snapshot of interaction 1002 arrived within 1 s" in result.err
+    assert slow_sim.simulator.subscribers("1002") == []

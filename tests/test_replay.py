@@ -1,0 +1,114 @@
+"""`replay`: a capture from `watch --raw` played offline through the same pipeline, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import icwschat
+from expected import expected_events, project
+from test_live_terminal import run_in_terminal
+
+from icwschat.simulator import SimulatorServer
+
+
+@pytest.fixture
+def capture(logged_in: SimulatorServer, tmp_path: Path) -> Path:
+    """A real capture: `watch --raw` of chat 1001 against the simulator."""
+    result = icwschat("watch", "1001", "--raw", "--interval", "0.1")
+    assert result.code == 0, result.err
+    path = tmp_path / "1001.ndjson"
+    path.write_text(result.out, encoding="utf-8")
+    return path
+
+
+def test_replay_json_gives_the_events_watch_json_gives(logged_in: SimulatorServer, capture: Path) -> None:
+    result = icwschat("replay", str(capture), "--json")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert project(result.events()) == expected_events(logged_in.simulator.scenarios["1001"])
+
+
+def test_replay_reads_standard_input(logged_in: SimulatorServer, capture: Path) -> None:
+    result = icwschat("replay", "-", "--json", input=capture.read_text(encoding="utf-8"))
+    assert result.code == 0, result.err
+    assert project(result.events()) == expected_events(logged_in.simulator.scenarios["1001"])
+
+
+def test_replay_into_a_pipe_writes_the_plain_log(capture: Path) -> None:
+    result = icwschat("replay", str(capture))
+    assert result.code == 0
+    assert "Jane: Hi, I need help with order 4711." in result.out
+    assert "␛]0;pwned␇" in result.out
+    assert "\x1b" not in result.out
+
+
+def test_replay_on_a_terminal_prints_the_final_frame(capture: Path) -> None:
+    screen, code = run_in_terminal(["replay", str(capture)], until="the chat has ended")
+    text = "\n".join(screen.display)
+    assert code == 0
+    assert "interaction 1001" in text and "replay" in text and capture.name in text
+    assert "Jane Doe: ok" in text and "Thank you, bye!" in text
+    assert "␛]0;pwned␇" in text and screen.title == ""
+
+
+def test_a_capture_cut_short_is_replayed_up_to_the_cut(capture: Path) -> None:
+    lines = capture.read_text(encoding="utf-8").splitlines(keepends=True)
+    cut = capture.with_name("cut.ndjson")
+    cut.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2], encoding="utf-8")
+    whole = icwschat("replay", str(capture), "--json").events()
+    result = icwschat("replay", str(cut), "--json")
+    assert result.code == 0
+    assert "skipped 1 line that held no JSON (first: line 6)" in result.err
+    assert 0 < len(result.events()) < len(whole)
+    assert [e["event"] for e in result.events()] == [e["event"] for e in whole[: len(result.events())]]
+
+
+def test_interaction_picks_one_chat_of_several(logged_in: SimulatorServer, capture: Path) -> None:
+    other = icwschat("watch", "1002", "--raw", "--interval", "0.1").out
+    both = capture.with_name("both.ndjson")
+    both.write_text(capture.read_text(encoding="utf-8") + other, encoding="utf-8")
+    first = icwschat("replay", str(both), "--json")
+    chosen = icwschat("replay", str(both), "--json", "--interaction", "1002")
+    assert {e["interactionId"] for e in first.events()} == {"1001"}
+    assert project(chosen.events()) == expected_events(logged_in.simulator.scenarios["1002"])
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "code", "words"),
+    [
+        (None, [], 2, "cannot read"),
+        ("", [], 2, "holds no ICWS chat messages"),
+        ('{"__type": "urn:inin.com:connection:connectionStateChangeMessage"}\n', [], 2, "holds no ICWS"),
+        (None, ["--interaction", "1002"], 4, "interaction 1002 does not appear in"),
+        (None, ["--interaction", "../x"], 2, "is not an interaction id"),
+    ],
+)
+def test_unusable_captures_are_explained(
+    capture: Path, content: str | None, args: list[str], code: int, words: str
+) -> None:
+    path = capture
+    if content is not None:
+        path = capture.with_name("other.ndjson")
+        path.write_text(content, encoding="utf-8")
+    elif words == "cannot read":
+        path = capture.with_name("missing.ndjson")
+    result = icwschat("replay", str(path), "--json", *args)
+    assert result.code == code
+    assert words in result.err
+    assert result.out == ""
+
+
+def test_replay_keeps_text_exact_in_json(capture: Path) -> None:
+    texts = [
+        e["text"] for e in icwschat("replay", str(capture), "--json").events() if e["event"] == "message"
+    ]
+    raw = [json.loads(line) for line in capture.read_text(encoding="utf-8").splitlines()]
+    sent = [
+        line["text"]
+        for message in raw
+        if message["__type"].endswith("chatContentsMessage")
+        for line in message["messagesAdded"]
+    ]
+    assert texts == sent
