@@ -66,8 +66,12 @@ class ChatCache:
         return [m for m in self.members.values() if m.is_typing]
 
     def expect_resync(self) -> None:
-        """A fresh subscription was made: its snapshot is to be reconciled, then ``resynced`` emitted."""
-        self._resync_pending = set(SNAPSHOT_PARTS)
+        """A fresh subscription was made: its snapshot is to be reconciled, then ``resynced`` emitted.
+
+        Before any snapshot there is nothing to reconcile: the next one is simply the first.
+        """
+        if self._snapshots_seen:
+            self._resync_pending = set(SNAPSHOT_PARTS)
 
     def apply(self, message: Any, at: datetime) -> Outcome:
         """Apply one ICWS message; raises :class:`BadMessage` when nothing of it can be used."""
@@ -116,6 +120,8 @@ class ChatCache:
         added = self._parse_members(message, "membersAdded", outcome)
         changed = self._parse_members(message, "membersChanged", outcome)
         removed = self._parse_members(message, "membersRemoved", outcome)
+        if delta and "members" in self._resync_pending:
+            return  # queued before the new subscription, so already part of the snapshot on its way
         if delta:
             for member in [*added, *changed]:
                 self._upsert(member, at, outcome)
@@ -173,6 +179,8 @@ class ChatCache:
     def _apply_contents(self, message: dict[str, Any], at: datetime, outcome: Outcome) -> None:
         delta = is_delta(message)
         lines = self._parse_lines(message, outcome)
+        if delta and "contents" in self._resync_pending:
+            return  # queued before the new subscription, so already part of the snapshot on its way
         if delta:
             self._append(lines, at, outcome, history=False)
             return

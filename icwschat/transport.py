@@ -7,7 +7,6 @@ ran. Transient trouble leaves as :class:`ServerUnavailable`, a dead session as :
 from __future__ import annotations
 
 import codecs
-import logging
 import re
 import threading
 import time
@@ -18,8 +17,6 @@ from typing import Any, Protocol
 from .client import Connection
 from .errors import ProtocolError, ServerUnavailable
 from .jsonio import loads
-
-log = logging.getLogger("icwschat.transport")
 
 SSE_MIN_MESSAGING_VERSION = 2
 SSE_READ_TIMEOUT = 90.0
@@ -147,9 +144,10 @@ class SSETransport:
                 if event.event != "message":
                     continue
                 try:
-                    yield [loads(event.data)]
+                    message = loads(event.data)
                 except ValueError:
-                    log.debug("skipped an event whose data is not JSON: %.200r", event.data)
+                    raise ProtocolError(f"an event's data is not JSON: {event.data[:80]!r}") from None
+                yield [message]
         if not self.stop.is_set():
             raise ServerUnavailable("the server closed the event stream")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from .cache import ChatCache
 from .client import HTTP, Connection
-from .errors import AuthenticationError, ICWSError, ServerUnavailable, SessionGone
+from .errors import AuthenticationError, ICWSError, ProtocolError, ServerUnavailable, SessionGone
 from .models import CONNECTION_STATE_TYPE
 from .pipeline import Pipeline
 from .session import Session
@@ -173,6 +173,11 @@ class Feed(threading.Thread):
                 self._tell(_Status("session expired; logging in again", trouble=True))
                 needs_login = True
             except ServerUnavailable as error:
+                if isinstance(error, ProtocolError) and subscribed:
+                    # A reply or event that was not JSON may have carried messages the server has already
+                    # dequeued: subscribing again brings a snapshot, which the cache reconciles.
+                    subscribed = False
+                    self.out.put(_Resubscribing())
                 delay = self.backoff.next_delay(error)
                 text = f"reconnecting (attempt {self.backoff.attempt}, next in {delay:.1f} s)"
                 log.debug("%s after: %s %s", text, error.message, error.details())

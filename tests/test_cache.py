@@ -249,3 +249,20 @@ def test_a_transcript_snapshot_that_extends_what_was_seen_equals_the_snapshot_al
     apply_all(alone, contents_msg(*seen, *more, delta=False))
     assert state(after)[1] == state(alone)[1]
     assert len([e for e in events if e.kind == "message"]) == len(more)
+
+
+def test_deltas_queued_before_a_resync_snapshot_are_left_to_it() -> None:
+    """A re-subscription on the same session: deltas still queued ahead of the new snapshot are in it."""
+    cache = ChatCache(IID)
+    apply_all(cache, members_msg(delta=False, added=[member("a")]), contents_msg(line("a", "1"), delta=False))
+    cache.expect_resync()
+    events = apply_all(
+        cache,
+        contents_msg(line("a", "3")),  # "2" was lost with a cut reply; "3" was queued after it
+        members_msg(added=[member("b")]),
+        members_msg(delta=False, added=[member("a"), member("b")]),
+        contents_msg(line("a", "1"), line("a", "2"), line("a", "3"), delta=False),
+        contents_msg(line("b", "4")),
+    )
+    assert [e.line.text for e in events if e.line] == ["2", "3", "4"]
+    assert kinds(events) == ["member_joined", "message", "message", "resynced", "message"]

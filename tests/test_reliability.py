@@ -73,6 +73,24 @@ def test_expired_session_without_a_password_exits_3(paced: SimulatorServer) -> N
     assert "session expired; run icwschat login" in err
 
 
+@pytest.mark.parametrize("transport", ["poll", "sse"])
+def test_a_reply_cut_after_the_server_dequeued_it_loses_nothing(
+    paced: SimulatorServer, transport: str
+) -> None:
+    """Messages in a malformed reply are gone from the server's queue; a fresh snapshot brings them back."""
+
+    def cut() -> None:
+        if transport == "poll":
+            paced.simulator.faults.poll_failures.append("truncated-dequeued")
+        else:
+            paced.simulator.faults.corrupt_events = 1
+
+    code, events, err = watch_with_fault(paced, cut, "--transport", transport)
+    assert code == 0, err
+    assert [e["event"] for e in events].count("resynced") == 1
+    assert_every_line_once(paced, events)
+
+
 def test_bursts_of_500_truncated_json_and_503_are_retried(paced: SimulatorServer) -> None:
     def burst() -> None:
         paced.simulator.faults.poll_failures.extend(["500", "truncated", "503", "500"])

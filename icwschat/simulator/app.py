@@ -70,11 +70,14 @@ class Faults:
     login_alternates: list[str] | None = None
     """When set, logins answer 503 with this ``alternateHostList``."""
     poll_failures: collections.deque[str] = field(default_factory=collections.deque)
-    """Each poll takes one: ``500``, ``503`` or ``truncated`` (200 with half a JSON body)."""
+    """Each poll takes one: ``500``, ``503``, ``truncated`` (200 with half a JSON body; the queue is kept)
+    or ``truncated-dequeued`` (the same, but the messages are gone, as when a reply is cut in transit)."""
     delay: float = 0.0
     """Seconds added before every reply."""
     drop_streams_after: int | None = None
     """Close every event stream after this many events."""
+    corrupt_events: int = 0
+    """Send this many of the next stream events with data that is not JSON; their messages are lost."""
     withhold_snapshots: bool = False
     """Accept chat subscriptions but never send their first snapshot, as a server in trouble might."""
 
@@ -591,6 +594,10 @@ class _App:
                 return Response('[{"__type":"urn:inin.com:', status=200, content_type=MEDIA_TYPE)
             messages = list(session.queue)
             session.queue.clear()
+            if fault == "truncated-dequeued":
+                if messages:
+                    return Response(json.dumps(messages)[:20], status=200, content_type=MEDIA_TYPE)
+                self.sim.faults.poll_failures.appendleft(fault)  # nothing to lose yet: wait for messages
         return self.json(messages)
 
     def event_stream(self, session: SimSession, sock: socket.socket | None) -> Iterator[bytes]:
@@ -615,13 +622,20 @@ class _App:
                 yield b":ping\n\n"
                 continue
             for position, message in enumerate(batch, start=1):
-                yield self.sse(message)
+                yield self._maybe_corrupt(self.sse(message))
                 sent += 1
                 limit = self.sim.faults.drop_streams_after
                 if limit is not None and sent >= limit:
                     with self.sim.changed:
                         session.queue.extendleft(reversed(batch[position:]))
                     return
+
+    def _maybe_corrupt(self, event: bytes) -> bytes:
+        with self.sim.changed:
+            if self.sim.faults.corrupt_events <= 0:
+                return event
+            self.sim.faults.corrupt_events -= 1
+        return b"data: " + event[6:26] + b"\n\n"
 
     @staticmethod
     def sse(message: dict[str, Any]) -> bytes:
@@ -720,6 +734,8 @@ class _App:
             faults.delay = float(body["delay"])
         if "dropStreamsAfter" in body:
             faults.drop_streams_after = body["dropStreamsAfter"]
+        if "corruptEvents" in body:
+            faults.corrupt_events = int(body["corruptEvents"])
         if "withholdSnapshots" in body:
             faults.withhold_snapshots = bool(body["withholdSnapshots"])
         if body.get("expireSessions"):
