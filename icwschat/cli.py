@@ -194,19 +194,25 @@ def login(
         str,
         typer.Option(
             envvar="ICWS_SERVER",
+            metavar="URL",
             help="scheme://host[:port][/proxy/prefix] of the CIC server, e.g. https://cic.example.com:8019.",
         ),
     ],
-    user: Annotated[str, typer.Option(envvar="ICWS_USER", help="The CIC user id.")],
+    user: Annotated[str, typer.Option(envvar="ICWS_USER", metavar="USER", help="The CIC user id.")],
     password_stdin: PasswordStdin = False,
-    app_name: Annotated[str, typer.Option(help="Application name the server shows for this session.")] = (
-        "icwschat"
-    ),
-    language: Annotated[str, typer.Option(help="Accept-Language for the whole session.")] = "en-us",
+    app_name: Annotated[
+        str, typer.Option(metavar="NAME", help="Application name the server shows for this session.")
+    ] = ("icwschat"),
+    language: Annotated[
+        str, typer.Option(metavar="LANG", help="Accept-Language for the whole session.")
+    ] = "en-us",
     ca_bundle: Annotated[
         Path | None,
         typer.Option(
-            exists=True, dir_okay=False, help="PEM file of the CA that signed the server's certificate."
+            exists=True,
+            dir_okay=False,
+            metavar="PEM",
+            help="PEM file of the CA that signed the server's certificate.",
         ),
     ] = None,
     insecure: Annotated[
@@ -325,7 +331,8 @@ def watch(
         bool, typer.Option("--raw", help="Write every ICWS message as received, one per line.")
     ] = False,
     interval: Annotated[
-        float, typer.Option(min=0.1, help="Seconds between short polls (after each reply).")
+        float,
+        typer.Option(min=0.1, metavar="SECONDS", help="Seconds between short polls (after each reply)."),
     ] = 1.0,
     transport: Annotated[
         TransportChoice,
@@ -335,7 +342,8 @@ def watch(
         bool, typer.Option("--keep-subscription", help="Leave the server subscription in place on exit.")
     ] = False,
     give_up_after: Annotated[
-        float, typer.Option(min=0, help="Seconds of failed retries before giving up (exit 5).")
+        float,
+        typer.Option(min=0, metavar="SECONDS", help="Seconds of failed retries before giving up (exit 5)."),
     ] = 300.0,
     password_stdin: PasswordStdin = False,
 ) -> None:
@@ -367,7 +375,11 @@ def transcript(
     json_out: JsonOption = False,
     timeout: Annotated[
         float,
-        typer.Option(min=0.1, help="Seconds to wait for the server's snapshot before giving up (exit 5)."),
+        typer.Option(
+            min=0.1,
+            metavar="SECONDS",
+            help="Seconds to wait for the server's snapshot before giving up (exit 5).",
+        ),
     ] = 30.0,
 ) -> None:
     """Print a chat's members and transcript so far, then remove the subscription."""
@@ -401,7 +413,10 @@ def replay(
     json_out: JsonOption = False,
     interaction: Annotated[
         str | None,
-        typer.Option(help="The interaction to replay when the capture holds several (default: the first)."),
+        typer.Option(
+            metavar="ID",
+            help="The interaction to replay when the capture holds several (default: the first).",
+        ),
     ] = None,
 ) -> None:
     """Play a capture of watch --raw through the same cache and output as watch, offline.
@@ -453,17 +468,33 @@ def unsubscribe(interaction: InteractionArg) -> None:
 @app.command()
 @guarded
 def simulate(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0 picks a free one).")] = 8018,
-    host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="PORT", help="TCP port (0 picks a free one).")
+    ] = 8018,
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Loopback address to listen on.")
+    ] = "127.0.0.1",
     speed: Annotated[
-        float, typer.Option(min=0.01, help="Play the scripted chats this many times faster.")
+        float,
+        typer.Option(min=0.01, metavar="FACTOR", help="Play the scripted chats this many times faster."),
     ] = 1.0,
     scenarios: Annotated[
         Path | None,
-        typer.Option(exists=True, file_okay=False, help="Folder of scenario *.json files to play instead."),
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            metavar="DIR",
+            help="Folder of scenario *.json files to play instead.",
+        ),
     ] = None,
     messaging_version: Annotated[
-        int, typer.Option(min=1, max=2, help="ICWS messaging feature version: 2 offers server-sent events.")
+        int,
+        typer.Option(
+            min=1,
+            max=2,
+            metavar="VERSION",
+            help="ICWS messaging feature version: 2 offers server-sent events.",
+        ),
     ] = 2,
 ) -> None:
     """Run the bundled ICWS simulator on loopback until Ctrl-C."""
@@ -487,7 +518,9 @@ def simulate(
 @app.command()
 @guarded
 def demo(
-    speed: Annotated[float, typer.Option(min=0.01, help="Play the chat this many times faster.")] = 1.0,
+    speed: Annotated[
+        float, typer.Option(min=0.01, metavar="FACTOR", help="Play the chat this many times faster.")
+    ] = 1.0,
     json_out: JsonOption = False,
 ) -> None:
     """Start the simulator, log in to it and watch its busiest chat. Touches no stored session."""

@@ -153,9 +153,11 @@ def test_debug_redacts_token_cookie_and_password(sim: SimulatorServer, isolated:
 
 def test_version_and_help() -> None:
     assert icwschat("--version").out.startswith("icwschat ")
-    for command in ("login", "status", "logout", "watch", "transcript", "unsubscribe", "simulate", "demo"):
+    commands = ["login", "status", "logout", "watch", "transcript", "replay", "unsubscribe"]
+    for command in [*commands, "simulate", "demo"]:
         result = icwschat(command, "--help")
         assert result.code == 0 and "Usage" in result.out, command
+        assert "<str>" not in result.out and "range>" not in result.out, command  # every value is named
 
 
 # ---- TLS --------------------------------------------------------------------------------------------
