@@ -59,5 +59,14 @@ def test_save_transcript(logged_in: SimulatorServer, tmp_path: Path) -> None:
 
 
 def test_every_example_script_is_tested() -> None:
-    tested = {"messages-as-text.sh", "typing-events.sh", "save-transcript.sh"}
+    tested = {"messages-as-text.sh", "typing-events.sh", "save-transcript.sh", "record-and-replay.sh"}
     assert {p.name for p in EXAMPLES.glob("*.sh")} == tested
+
+
+def test_record_and_replay(logged_in: SimulatorServer, tmp_path: Path) -> None:
+    capture = tmp_path / "chat.ndjson"
+    proc = run_example("record-and-replay.sh", "1002", str(capture))
+    assert proc.returncode == 0, proc.stderr
+    counts = [line.split(None, 1) for line in proc.stdout.splitlines()]
+    assert counts == [["2", "HelpBot"], ["2", "Max"], ["1", "Agent One"]]
+    assert capture.read_text(encoding="utf-8").count("chatContentsMessage") >= 5
