@@ -430,6 +430,11 @@ def replay(
     iid = interaction_id(interaction) if interaction is not None else None
     sink = choose_sink(env, json_out=json_out, raw=False, live=False)
     if capture == "-":
+        if env.stdin_isatty:
+            raise UsageError(
+                "replay - reads a capture from standard input, which is a terminal",
+                hint="pipe one in: icwschat replay - < 1001.ndjson",
+            )
         report = play(env.stdin.buffer, "standard input", sink, iid)
     else:
         try:

@@ -112,3 +112,9 @@ def test_replay_keeps_text_exact_in_json(capture: Path) -> None:
         for line in message["messagesAdded"]
     ]
     assert texts == sent
+
+
+def test_replay_from_a_terminal_says_to_pipe_a_capture_in() -> None:
+    screen, code = run_in_terminal(["replay", "-"], until="pipe one in")
+    assert code == 2
+    assert "standard input, which is a terminal" in "\n".join(screen.display)
