@@ -80,13 +80,22 @@ class ChatCache:
         return outcome
 
     def apply_all(self, messages: Iterable[Any], at: datetime) -> Outcome:
-        """Apply messages in order; one the cache cannot use is skipped and named in ``problems``."""
+        """Apply a batch in order; a message the cache cannot use is skipped and named in ``problems``.
+
+        When the chat ends within the batch, ``chat_ended`` is moved to the end of its events.
+        """
         outcome = Outcome()
+        ended_before = self.ended
         for message in messages:
             try:
                 self._apply(message, at, outcome)
             except ValueError as problem:
                 outcome.problems.append(f"skipped a message: {problem}: {message!r:.300}")
+        if self.ended and not ended_before:
+            # The rest of the batch still counts (a resync snapshot queued behind the end may bring lost
+            # lines), but chat_ended stays the last event, so a consumer can stop reading at it.
+            events = outcome.events
+            events.append(events.pop(next(i for i, e in enumerate(events) if e.kind == ev.CHAT_ENDED)))
         return outcome
 
     def _apply(self, message: Any, at: datetime, outcome: Outcome) -> None:

@@ -70,9 +70,9 @@ def replay(capture: IO[bytes], name: str, sink: Sink, interaction_id: str | None
     sink.started(WatchInfo(interaction_id, name, "", "replay"))
     try:
         stream = itertools.chain(leading, messages)
-        while batch := list(itertools.islice(stream, BATCH)):
+        while not cache.ended and (batch := list(itertools.islice(stream, BATCH))):
             report.messages += len(batch)
-            pipeline.apply(batch)
+            pipeline.apply(batch)  # like watch, stop after the batch in which the chat ended
         if not cache.members and not cache.transcript and not cache.ended:
             raise InteractionUnavailable(f"interaction {interaction_id} does not appear in {name}")
         sink.status(f"replayed {report.messages} messages", trouble=False)

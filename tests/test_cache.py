@@ -125,16 +125,18 @@ def test_a_bad_line_is_skipped_and_reported_not_fatal() -> None:
     assert len(outcome.problems) == 1
 
 
+DISCONNECTED = {
+    "__type": "urn:inin.com:interactions:interactionChangedMessage",
+    "isDelta": True,
+    "interactionID": IID,
+    "attributes": {"Eic_State": "E"},
+}
+
+
 def test_chat_ends_on_disconnected_state_once() -> None:
     cache = ChatCache(IID)
-    changed = {
-        "__type": "urn:inin.com:interactions:interactionChangedMessage",
-        "isDelta": True,
-        "interactionID": IID,
-        "attributes": {"Eic_State": "E"},
-    }
     dealloc = {"__type": "urn:inin.com:interactions:interactionDeallocatedMessage", "interactionID": IID}
-    assert kinds(apply_all(cache, changed, dealloc)) == ["chat_ended"]
+    assert kinds(apply_all(cache, DISCONNECTED, dealloc)) == ["chat_ended"]
     assert cache.ended
 
 
@@ -266,3 +268,19 @@ def test_deltas_queued_before_a_resync_snapshot_are_left_to_it() -> None:
     )
     assert [e.line.text for e in events if e.line] == ["2", "3", "4"]
     assert kinds(events) == ["member_joined", "message", "message", "resynced", "message"]
+
+
+def test_chat_ended_is_the_last_event_of_its_batch() -> None:
+    """A resync snapshot queued behind the end still counts, but after chat_ended nothing more is said."""
+    cache = ChatCache(IID)
+    apply_all(cache, members_msg(delta=False, added=[member("a")]), contents_msg(line("a", "1"), delta=False))
+    cache.expect_resync()
+    outcome = cache.apply_all(
+        [
+            DISCONNECTED,
+            members_msg(delta=False, added=[member("a")]),
+            contents_msg(line("a", "1"), line("a", "2"), delta=False),
+        ],
+        AT,
+    )
+    assert kinds(outcome.events) == ["message", "resynced", "chat_ended"]
