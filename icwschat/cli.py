@@ -202,7 +202,7 @@ def login(
     password_stdin: PasswordStdin = False,
     app_name: Annotated[
         str, typer.Option(metavar="NAME", help="Application name the server shows for this session.")
-    ] = ("icwschat"),
+    ] = "icwschat",
     language: Annotated[
         str, typer.Option(metavar="LANG", help="Accept-Language for the whole session.")
     ] = "en-us",

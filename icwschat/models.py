@@ -199,28 +199,16 @@ def parse_member(data: Any, *, default_interaction: str) -> Member:
     if not isinstance(data, dict):
         raise BadMessage("chat member is not an object")
     user_id = data.get("userId")
-    interaction = data.get("interactionId")
-    name = data.get("displayName")
-    kind = data.get("chatMemberType")
-    typing = data.get("isTyping", False)
-    if (
-        type(user_id) is str
-        and type(interaction) is str
-        and interaction
-        and type(name) is str
-        and type(kind) is int
-        and type(typing) is bool
-    ):
-        # What servers send, every field present and well typed: the commonest path of every replay.
-        return member(user_id, interaction, name, _MEMBER_TYPES.get(kind, MemberType.NONE), typing)
     if not isinstance(user_id, str):
         raise BadMessage("userId is missing or not a string")
+    interaction = data.get("interactionId")
+    name = data.get("displayName")
     return member(
         user_id,
         interaction if isinstance(interaction, str) and interaction else default_interaction,
         name if isinstance(name, str) else user_id,
-        MemberType.parse(kind),
-        typing is True,
+        MemberType.parse(data.get("chatMemberType")),
+        data.get("isTyping") is True,
     )
 
 

@@ -22,7 +22,6 @@ BATCH = 512
 
 @dataclass
 class ReplayReport:
-    interaction_id: str
     messages: int = 0
     bad_lines: list[int] = field(default_factory=list)
     """Line numbers (from 1) that held no JSON; a capture cut short by a killed watch ends in one."""
@@ -50,7 +49,7 @@ def interaction_of(message: Any) -> str | None:
 
 def replay(capture: IO[bytes], name: str, sink: Sink, interaction_id: str | None = None) -> ReplayReport:
     """Play ``capture`` into ``sink``; the interaction is the first one the capture names unless given."""
-    report = ReplayReport(interaction_id or "")
+    report = ReplayReport()
     messages = read_capture(capture, report)
     leading: list[Any] = []
     if interaction_id is None:
@@ -64,7 +63,6 @@ def replay(capture: IO[bytes], name: str, sink: Sink, interaction_id: str | None
                 f"{name} holds no ICWS chat messages",
                 hint="record one with: icwschat watch INTERACTION_ID --raw > capture.ndjson",
             )
-        report.interaction_id = interaction_id
     cache = ChatCache(interaction_id)
     pipeline = Pipeline(cache, sink)
     sink.started(WatchInfo(interaction_id, name, "", "replay"))
