@@ -34,18 +34,23 @@ class Event(NamedTuple):
     reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "event": self.kind,
-            "interactionId": self.interaction_id,
-            "at": format_timestamp(self.at),
-        }
-        if self.line is not None:
-            data["member"] = (self.member or self.line.member).to_json()
-            data["text"] = self.line.text
-            data["timestamp"] = self.line.stamp
-            data["messageType"] = self.line.message_type
-        elif self.member is not None:
-            data["member"] = self.member.to_json()
+        line = self.line
+        data: dict[str, Any]
+        # One dict display for the commonest event: several times cheaper than growing a dict key by key.
+        if line is not None:
+            data = {
+                "event": self.kind,
+                "interactionId": self.interaction_id,
+                "at": format_timestamp(self.at),
+                "member": (self.member or line.member).to_json(),
+                "text": line.text,
+                "timestamp": line.stamp,
+                "messageType": line.message_type,
+            }
+        else:
+            data = {"event": self.kind, "interactionId": self.interaction_id, "at": format_timestamp(self.at)}
+            if self.member is not None:
+                data["member"] = self.member.to_json()
         if self.previous is not None:
             data["previous"] = self.previous.to_json()
         if self.history is not None:

@@ -24,6 +24,14 @@ def loads(data: bytes | str) -> Any:
         return json.loads(data)
 
 
+def loads_all(documents: list[bytes]) -> list[Any]:
+    """Parse every document, in one pass when orjson takes them all; raises ``ValueError``."""
+    try:
+        return [orjson.loads(document) for document in documents]
+    except orjson.JSONDecodeError:
+        return [loads(document) for document in documents]
+
+
 def stdlib_line(value: Any) -> bytes:
     """The reference encoding: compact, UTF-8 text kept as is, text UTF-8 cannot carry left escaped."""
     try:
@@ -32,8 +40,15 @@ def stdlib_line(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode() + b"\n"
 
 
-def dumps_line(value: Any) -> bytes:
-    """One compact JSON line in UTF-8, byte for byte what :func:`stdlib_line` gives for chat data."""
+def dumps_lines(values: list[Any]) -> bytes:
+    """Compact UTF-8 JSON lines, one per value, byte for byte what :func:`stdlib_line` gives for chat data."""
+    try:
+        return b"".join([orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE) for value in values])
+    except TypeError:
+        return b"".join(map(_line, values))
+
+
+def _line(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:

@@ -86,7 +86,7 @@ class Member:
         )
 
     def typing(self, is_typing: bool) -> Member:
-        return member(self.user_id, self.interaction_id, self.display_name, self.type, is_typing)
+        return member(self.user_id, self.interaction_id, self.display_name, self.type.value, is_typing)
 
     def to_json(self) -> dict[str, Any]:
         return self._json.copy()
@@ -157,41 +157,45 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat(timespec="seconds")[:-6] + "Z"
 
 
+_BASIC_UTC = re.compile(r"[0-9]{8}T(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]Z")
+"""The basic form every CIC server sends, whole seconds in UTC, with hour, minute and second in range."""
+
+
 @functools.lru_cache(maxsize=1024)
-def _iso_date(basic: str) -> str:
-    """``YYYYMMDD`` as ``YYYY-MM-DD``, checked against the calendar; a chat's lines share a few dates."""
+def _iso_minute(basic: str) -> str:
+    """``YYYYMMDDTHHMM`` as ``YYYY-MM-DDTHH:MM:``, the date checked against the calendar.
+
+    The lines of a chat share a few minutes, so this is nearly always a cache hit.
+    """
     try:
-        datetime(int(basic[:4]), int(basic[4:6]), int(basic[6:]))
+        datetime(int(basic[:4]), int(basic[4:6]), int(basic[6:8]))
     except ValueError as exc:
         raise BadMessage(f"timestamp is out of range: {basic!r}") from exc
-    return f"{basic[:4]}-{basic[4:6]}-{basic[6:]}"
+    return f"{basic[:4]}-{basic[4:6]}-{basic[6:8]}T{basic[9:11]}:{basic[11:13]}:"
 
 
 def canonical_timestamp(value: Any) -> str:
     """An ICWS DateTime as :func:`format_timestamp` writes it: ``format_timestamp(parse_timestamp(value))``.
 
-    The basic form every CIC server sends is rewritten as text, without a ``datetime`` in between: this
-    runs for every chat line, and is most of what a replay costs per line otherwise.
+    The basic form is rewritten as text, without a ``datetime`` in between: this runs for every chat line,
+    and is most of what a replay costs per line otherwise.
     """
-    if (
-        type(value) is str
-        and len(value) == 16
-        and value[8] == "T"
-        and value[15] == "Z"
-        and value.isascii()
-        and (value[:8] + value[9:15]).isdigit()
-    ):
-        hour, minute, second = value[9:11], value[11:13], value[13:15]
-        if hour < "24" and minute < "60" and second < "60":
-            return f"{_iso_date(value[:8])}T{hour}:{minute}:{second}Z"
+    if type(value) is str and _BASIC_UTC.fullmatch(value):
+        return _iso_minute(value[:13]) + value[13:]
     return format_timestamp(parse_timestamp(value))
 
 
 @functools.lru_cache(maxsize=1024)
-def member(user_id: str, interaction_id: str, display_name: str, kind: MemberType, is_typing: bool) -> Member:
+def member(
+    user_id: str, interaction_id: str, display_name: str, chat_member_type: int | None, is_typing: bool
+) -> Member:
     """One shared object per distinct member state: a chat repeats the same few members in every message,
-    so sharing them saves a construction per message and keeps a long transcript small."""
-    return Member(user_id, interaction_id, display_name, kind, is_typing)
+    so sharing them saves a construction per message and keeps a long transcript small.
+
+    Keyed by the wire's ``chatMemberType`` rather than the enum, whose hash is Python code: one look-up
+    per member of every message. Unhashable wire values must not reach it.
+    """
+    return Member(user_id, interaction_id, display_name, MemberType.parse(chat_member_type), is_typing)
 
 
 def parse_member(data: Any, *, default_interaction: str) -> Member:
@@ -203,11 +207,12 @@ def parse_member(data: Any, *, default_interaction: str) -> Member:
         raise BadMessage("userId is missing or not a string")
     interaction = data.get("interactionId")
     name = data.get("displayName")
+    kind = data.get("chatMemberType")
     return member(
         user_id,
         interaction if isinstance(interaction, str) and interaction else default_interaction,
         name if isinstance(name, str) else user_id,
-        MemberType.parse(data.get("chatMemberType")),
+        kind if type(kind) is int else None,
         data.get("isTyping") is True,
     )
 

@@ -12,7 +12,7 @@ from typing import IO, Any, Protocol
 from . import events as ev
 from .cache import ChatCache
 from .events import Event
-from .jsonio import dumps_line
+from .jsonio import dumps_lines
 from .models import Member
 from .textsafe import inert
 
@@ -82,7 +82,7 @@ class JSONSink(LineSink):
 
     def update(self, events: list[Event], cache: ChatCache) -> None:
         if events:
-            self.write(b"".join([dumps_line(event.to_json()) for event in events]))
+            self.write(dumps_lines([event.to_json() for event in events]))
 
 
 class RawSink(LineSink):
@@ -90,7 +90,7 @@ class RawSink(LineSink):
 
     def raw(self, messages: list[Any]) -> None:
         if messages:
-            self.write(b"".join(map(dumps_line, messages)))
+            self.write(dumps_lines(messages))
 
 
 def clock(moment: datetime) -> str:

@@ -222,15 +222,31 @@ wire_values = st.recursive(
 @settings(max_examples=500)
 @given(wire_values)
 def test_fast_json_reads_back_what_the_stdlib_reads(value: Any) -> None:
-    line = jsonio.dumps_line(value)
+    line = jsonio.dumps_lines([value])
     assert line.endswith(b"\n") and b"\n" not in line[:-1]
     assert json.loads(line) == json.loads(jsonio.stdlib_line(value))
     assert jsonio.loads(line) == json.loads(line)
 
 
-@given(st.recursive(text_with_surrogates, lambda inner: st.lists(inner, max_size=4), max_leaves=20))
-def test_fast_json_writes_text_byte_for_byte_as_the_stdlib(value: Any) -> None:
-    assert jsonio.dumps_line(value) == jsonio.stdlib_line(value)
+@given(st.lists(st.recursive(text_with_surrogates, lambda inner: st.lists(inner, max_size=4), max_leaves=20)))
+def test_fast_json_writes_text_byte_for_byte_as_the_stdlib(values: list[Any]) -> None:
+    # A batch mixing what orjson takes with what only the stdlib takes still comes out line for line.
+    assert jsonio.dumps_lines(values) == b"".join(map(jsonio.stdlib_line, values))
+
+
+@given(st.lists(st.binary(max_size=8) | st.builds(jsonio.stdlib_line, wire_values), max_size=6))
+def test_a_batch_reads_as_its_lines_read_one_by_one(documents: list[bytes]) -> None:
+    def each(document: bytes) -> Any:
+        try:
+            return ("ok", jsonio.loads(document))
+        except ValueError:
+            return ("bad", None)
+
+    expected = [each(document) for document in documents]
+    try:
+        assert [("ok", value) for value in jsonio.loads_all(documents)] == expected
+    except ValueError:
+        assert ("bad", None) in expected
 
 
 @pytest.mark.parametrize("text", [b'"\\ud800"', b"NaN", b'{"a": [1, "\\udfff"]}'])
