@@ -15,22 +15,8 @@ from typing import Any
 
 from . import events as ev
 from .events import Event
-from .models import (
-    CONTENTS_TYPE,
-    DISCONNECTED_STATES,
-    INTERACTION_CHANGED_TYPE,
-    INTERACTION_DEALLOCATED_TYPE,
-    INTERACTION_LOST_RIGHTS_TYPE,
-    MEMBERS_TYPE,
-    BadMessage,
-    ChatLine,
-    Member,
-    is_delta,
-    message_type,
-    parse_line,
-    parse_list,
-    parse_member,
-)
+from .models import DISCONNECTED_STATES, ChatLine, LineFields, Member, MemberFields, chat_line, member
+from .updates import Update, parse_message, parse_messages
 
 MemberKey = tuple[str, str]
 SNAPSHOT_PARTS = frozenset({"members", "contents"})
@@ -75,22 +61,31 @@ class ChatCache:
 
     def apply(self, message: Any, at: datetime) -> Outcome:
         """Apply one ICWS message; raises :class:`BadMessage` when nothing of it can be used."""
-        outcome = Outcome()
-        self._apply(message, at, outcome)
-        return outcome
+        problems: list[str] = []
+        update = parse_message(message, self.interaction_id, problems)
+        return self.apply_updates([update] if update is not None else [], at, problems)
 
     def apply_all(self, messages: Iterable[Any], at: datetime) -> Outcome:
-        """Apply a batch in order; a message the cache cannot use is skipped and named in ``problems``.
+        """Apply a batch in order; a message the cache cannot use is skipped and named in ``problems``."""
+        updates, problems = parse_messages(messages, self.interaction_id)
+        return self.apply_updates(updates, at, problems)
+
+    def apply_updates(self, updates: Iterable[Update], at: datetime, problems: Iterable[str] = ()) -> Outcome:
+        """Apply a batch already parsed (see :mod:`icwschat.updates`); ``problems`` are the parser's.
 
         When the chat ends within the batch, ``chat_ended`` is moved to the end of its events.
         """
-        outcome = Outcome()
+        outcome = Outcome(problems=list(problems))
         ended_before = self.ended
-        for message in messages:
-            try:
-                self._apply(message, at, outcome)
-            except ValueError as problem:
-                outcome.problems.append(f"skipped a message: {problem}: {message!r:.300}")
+        for update in updates:
+            if update[0] == "members":
+                self._apply_members(*update[1:], at, outcome)
+            elif update[0] == "contents":
+                self._apply_contents(*update[1:], at, outcome)
+            elif update[0] == "state":
+                self._apply_state(update[1], at, outcome)
+            else:
+                self._end(at, update[1], outcome)
         if self.ended and not ended_before:
             # The rest of the batch still counts (a resync snapshot queued behind the end may bring lost
             # lines), but chat_ended stays the last event, so a consumer can stop reading at it.
@@ -98,59 +93,37 @@ class ChatCache:
             events.append(events.pop(next(i for i, e in enumerate(events) if e.kind == ev.CHAT_ENDED)))
         return outcome
 
-    def _apply(self, message: Any, at: datetime, outcome: Outcome) -> None:
-        kind = message_type(message)
-        if kind == MEMBERS_TYPE and self._mine(message, "interactionId"):
-            self._apply_members(message, at, outcome)
-        elif kind == CONTENTS_TYPE and self._mine(message, "interactionId"):
-            self._apply_contents(message, at, outcome)
-        elif kind == INTERACTION_CHANGED_TYPE and self._mine(message, "interactionID"):
-            self._apply_interaction(message, at, outcome)
-        elif kind in (INTERACTION_DEALLOCATED_TYPE, INTERACTION_LOST_RIGHTS_TYPE) and self._mine(
-            message, "interactionID"
-        ):
-            reason = "deallocated" if kind == INTERACTION_DEALLOCATED_TYPE else "lost_rights"
-            self._end(at, reason, outcome)
-
-    def _mine(self, message: dict[str, Any], id_field: str) -> bool:
-        return message.get(id_field) == self.interaction_id
-
-    def _parse_members(self, message: dict[str, Any], name: str, outcome: Outcome) -> list[Member]:
-        members = []
-        for item in parse_list(message, name):
-            try:
-                members.append(parse_member(item, default_interaction=self.interaction_id))
-            except BadMessage as problem:
-                outcome.problems.append(f"skipped a chat member: {problem}")
-        return members
-
-    def _apply_members(self, message: dict[str, Any], at: datetime, outcome: Outcome) -> None:
-        delta = is_delta(message)
-        added = self._parse_members(message, "membersAdded", outcome)
-        changed = self._parse_members(message, "membersChanged", outcome)
-        removed = self._parse_members(message, "membersRemoved", outcome)
+    def _apply_members(
+        self,
+        delta: bool,
+        added: list[MemberFields],
+        changed: list[MemberFields],
+        removed: list[MemberFields],
+        at: datetime,
+        outcome: Outcome,
+    ) -> None:
         if delta and "members" in self._resync_pending:
             return  # queued before the new subscription, so already part of the snapshot on its way
         if delta:
-            for member in [*added, *changed]:
-                self._upsert(member, at, outcome)
-            for member in removed:
-                self._remove(member, at, outcome)
+            for fields in [*added, *changed]:
+                self._upsert(member(*fields), at, outcome)
+            for fields in removed:
+                self._remove(member(*fields), at, outcome)
             return
         first = "members" not in self._snapshots_seen
         fresh: dict[MemberKey, Member] = {}
-        for member in [*added, *changed]:
-            fresh[member.key] = member
+        for fields in [*added, *changed]:
+            fresh[fields[:2]] = member(*fields)
         for key, old in list(self.members.items()):
             if key not in fresh:
                 del self.members[key]
                 outcome.events.append(Event(ev.MEMBER_LEFT, self.interaction_id, at, old))
-        for member in fresh.values():
+        for new in fresh.values():
             if first:
-                self.members[member.key] = member
-                outcome.events.append(Event(ev.MEMBER_JOINED, self.interaction_id, at, member, history=True))
+                self.members[new.key] = new
+                outcome.events.append(Event(ev.MEMBER_JOINED, self.interaction_id, at, new, history=True))
             else:
-                self._upsert(member, at, outcome)
+                self._upsert(new, at, outcome)
         self._snapshot_done("members", at, outcome)
 
     def _upsert(self, member: Member, at: datetime, outcome: Outcome) -> None:
@@ -176,28 +149,18 @@ class ChatCache:
         for old in gone:
             outcome.events.append(Event(ev.MEMBER_LEFT, self.interaction_id, at, old.typing(False)))
 
-    def _parse_lines(self, message: dict[str, Any], outcome: Outcome) -> list[ChatLine]:
-        lines = []
-        for item in parse_list(message, "messagesAdded"):
-            try:
-                lines.append(parse_line(item, default_interaction=self.interaction_id))
-            except BadMessage as problem:
-                outcome.problems.append(f"skipped a chat line: {problem}")
-        return lines
-
-    def _apply_contents(self, message: dict[str, Any], at: datetime, outcome: Outcome) -> None:
-        delta = is_delta(message)
-        lines = self._parse_lines(message, outcome)
+    def _apply_contents(self, delta: bool, lines: list[LineFields], at: datetime, outcome: Outcome) -> None:
         if delta and "contents" in self._resync_pending:
             return  # queued before the new subscription, so already part of the snapshot on its way
+        added = list(map(chat_line, lines))
         if delta:
-            self._append(lines, at, outcome, history=False)
+            self._append(added, at, outcome, history=False)
             return
         if "contents" not in self._snapshots_seen:
             self.transcript = []
-            self._append(lines, at, outcome, history=True)
+            self._append(added, at, outcome, history=True)
         else:
-            self._append(lines[self._known_overlap(lines) :], at, outcome, history=False)
+            self._append(added[self._known_overlap(added) :], at, outcome, history=False)
         self._snapshot_done("contents", at, outcome)
 
     def _append(self, lines: list[ChatLine], at: datetime, outcome: Outcome, *, history: bool) -> None:
@@ -236,17 +199,10 @@ class ChatCache:
             if not self._resync_pending:
                 outcome.events.append(Event(ev.RESYNCED, self.interaction_id, at))
 
-    def _apply_interaction(self, message: dict[str, Any], at: datetime, outcome: Outcome) -> None:
-        attributes = message.get("attributes")
-        if not isinstance(attributes, dict):
-            if is_delta(message):
-                return
-            raise BadMessage("interactionChangedMessage has no attributes")
-        state = attributes.get("Eic_State")
-        if isinstance(state, str):
-            self.interaction_state = state
-            if state in DISCONNECTED_STATES:
-                self._end(at, "disconnected", outcome)
+    def _apply_state(self, state: str, at: datetime, outcome: Outcome) -> None:
+        self.interaction_state = state
+        if state in DISCONNECTED_STATES:
+            self._end(at, "disconnected", outcome)
 
     def _end(self, at: datetime, reason: str, outcome: Outcome) -> None:
         if not self.ended:

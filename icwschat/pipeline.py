@@ -1,7 +1,8 @@
 """Messages in, events out: the one path every ICWS message takes, live (``watch``) or recorded (``replay``).
 
-The pipeline shows each batch to the sink as received (``--raw``), applies it to the cache and hands the
-events of a whole batch to the sink at once, so a sink can write a batch with one system call.
+The pipeline shows each batch to the sink as received (``--raw``), parses it (:mod:`icwschat.updates`),
+applies it to the cache and hands the events of a whole batch to the sink at once, so a sink can write a
+batch with one system call.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from .cache import ChatCache
 from .sinks import Sink
+from .updates import Update, parse_messages
 
 log = logging.getLogger("icwschat.pipeline")
 
@@ -30,7 +32,12 @@ class Pipeline:
     def apply(self, messages: list[Any]) -> None:
         """Apply a batch in order; a message the cache cannot use is logged and skipped."""
         self.sink.raw(messages)
-        outcome = self.cache.apply_all(messages, self.clock())
+        self.apply_parsed(*parse_messages(messages, self.cache.interaction_id))
+
+    def apply_parsed(self, updates: list[Update], problems: list[str]) -> None:
+        """The second half of :meth:`apply`, for messages parsed elsewhere (``replay`` parses in a second
+        process), with the parser's problems."""
+        outcome = self.cache.apply_updates(updates, self.clock(), problems)
         for problem in outcome.problems:
             log.debug("%s", problem)
         self.sink.update(outcome.events, self.cache)

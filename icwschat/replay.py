@@ -1,19 +1,31 @@
-"""``replay``: a capture written by ``watch --raw`` fed through the same pipeline as a live watch, offline."""
+"""``replay``: a capture written by ``watch --raw`` fed through the same pipeline as a live watch, offline.
+
+A long capture is parsed in a second process while this one applies and writes what is already parsed:
+parsing is half the work of a replay and needs nothing from the cache, and parsed batches (plain tuples,
+see :mod:`icwschat.updates`) unpickle several times faster than JSON parses.
+"""
 
 from __future__ import annotations
 
 import gc
 import itertools
 import logging
+import multiprocessing
+import os
+import signal
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import IO, Any
+from multiprocessing.connection import Connection
+from typing import IO, Any, NamedTuple
 
 from .cache import ChatCache
 from .errors import InteractionUnavailable, UsageError
 from .jsonio import loads, loads_all
 from .pipeline import Pipeline
 from .sinks import Sink, WatchInfo
+from .updates import Update, parse_messages
 
 log = logging.getLogger("icwschat.replay")
 
@@ -28,26 +40,37 @@ class ReplayReport:
     """Line numbers (from 1) that held no JSON; a capture cut short by a killed watch ends in one."""
 
 
-def read_capture(lines: Iterable[bytes], report: ReplayReport) -> Iterator[list[Any]]:
-    """The capture's JSON values, a batch per ``BATCH`` lines; blank lines are skipped, unreadable ones
-    counted in ``report``."""
+class ParsedBatch(NamedTuple):
+    """Up to ``BATCH`` lines of a capture, parsed for ``interaction_id``."""
+
+    interaction_id: str
+    messages: int
+    updates: list[Update]
+    problems: list[str]
+    bad_lines: list[int]
+
+
+def read_capture(lines: Iterable[bytes]) -> Iterator[tuple[list[Any], list[int]]]:
+    """The capture's JSON values a batch per ``BATCH`` lines, each with the numbers of its lines (from 1)
+    that held no JSON; blank lines are skipped."""
     lines = iter(lines)
     first = 1
     while chunk := list(itertools.islice(lines, BATCH)):
         try:
-            yield loads_all(chunk)  # one pass for the whole batch: nearly every capture is all JSON
+            yield loads_all(chunk), []  # one pass for the whole batch: nearly every capture is all JSON
         except ValueError:
-            yield list(_readable(chunk, first, report))
+            bad: list[int] = []
+            yield list(_readable(chunk, first, bad)), bad
         first += len(chunk)
 
 
-def _readable(chunk: list[bytes], first: int, report: ReplayReport) -> Iterator[Any]:
+def _readable(chunk: list[bytes], first: int, bad: list[int]) -> Iterator[Any]:
     for number, line in enumerate(chunk, first):
         try:
             yield loads(line)
         except ValueError:
             if line.strip():
-                report.bad_lines.append(number)
+                bad.append(number)
                 log.debug("line %d of the capture is not JSON: %.200r", number, line)
 
 
@@ -60,38 +83,141 @@ def interaction_of(message: Any) -> str | None:
     return None
 
 
-def replay(capture: IO[bytes], name: str, sink: Sink, interaction_id: str | None = None) -> ReplayReport:
-    """Play ``capture`` into ``sink``; the interaction is the first one the capture names unless given."""
-    report = ReplayReport()
-    batches = read_capture(capture, report)
-    leading: list[list[Any]] = []
+def parse_capture(capture: Iterable[bytes], interaction_id: str | None) -> Iterator[ParsedBatch]:
+    """The capture parsed, a batch at a time; the interaction is the first one it names unless given.
+
+    A capture that names no interaction gives no batch at all.
+    """
+    batches = read_capture(capture)
+    leading: list[tuple[list[Any], list[int]]] = []
     if interaction_id is None:
-        for batch in batches:
-            leading.append(batch)
-            interaction_id = next(filter(None, map(interaction_of, batch)), None)
+        for messages, bad_lines in batches:
+            leading.append((messages, bad_lines))
+            interaction_id = next(filter(None, map(interaction_of, messages)), None)
             if interaction_id is not None:
                 break
         else:
+            return
+    for messages, bad_lines in itertools.chain(leading, batches):
+        yield ParsedBatch(interaction_id, len(messages), *parse_messages(messages, interaction_id), bad_lines)
+
+
+def replay(
+    capture: IO[bytes],
+    name: str,
+    sink: Sink,
+    interaction_id: str | None = None,
+    *,
+    parallel: bool | None = None,
+) -> ReplayReport:
+    """Play ``capture`` into ``sink``. ``parallel`` parses in a second process; by default it does when the
+    capture is a file descriptor, this machine has a second core and this process has one thread (a fork
+    copies only the calling thread, and a lock another one held would stay locked in the child)."""
+    if parallel is None:
+        parallel = (
+            _has_fileno(capture)
+            and _cores() > 1
+            and threading.active_count() == 1
+            and "fork" in multiprocessing.get_all_start_methods()
+        )
+    report = ReplayReport()
+    parsing = (
+        _parsed_in_worker(capture, interaction_id)
+        if parallel
+        else nullcontext(parse_capture(capture, interaction_id))
+    )
+    with parsing as batches:
+        first = next(batches, None)
+        if first is None:
             raise UsageError(
                 f"{name} holds no ICWS chat messages",
                 hint="record one with: icwschat watch INTERACTION_ID --raw > capture.ndjson",
             )
-    cache = ChatCache(interaction_id)
-    pipeline = Pipeline(cache, sink)
-    sink.started(WatchInfo(interaction_id, name, "", "replay"))
-    try:
-        for batch in itertools.chain(leading, batches):
-            report.messages += len(batch)
-            pipeline.apply(batch)
-            if cache.ended:
-                break  # like watch, stop after the batch in which the chat ended
-            # What the cache holds now stays until the end: freezing it spares every later collection a
-            # walk over the whole transcript (a sixth of a long replay's time otherwise).
-            gc.freeze()
-        if not cache.members and not cache.transcript and not cache.ended:
-            raise InteractionUnavailable(f"interaction {interaction_id} does not appear in {name}")
-        sink.status(f"replayed {report.messages} messages", trouble=False)
-    finally:
-        gc.unfreeze()
-        sink.close()
+        cache = ChatCache(first.interaction_id)
+        pipeline = Pipeline(cache, sink)
+        sink.started(WatchInfo(first.interaction_id, name, "", "replay"))
+        try:
+            for batch in itertools.chain([first], batches):
+                report.messages += batch.messages
+                report.bad_lines += batch.bad_lines
+                pipeline.apply_parsed(batch.updates, batch.problems)
+                if cache.ended:
+                    break  # like watch, stop after the batch in which the chat ended
+                # What the cache holds now stays until the end: freezing it spares every later collection
+                # a walk over the whole transcript (a sixth of a long replay's time otherwise).
+                gc.freeze()
+            if not cache.members and not cache.transcript and not cache.ended:
+                raise InteractionUnavailable(f"interaction {first.interaction_id} does not appear in {name}")
+            sink.status(f"replayed {report.messages} messages", trouble=False)
+        finally:
+            gc.unfreeze()
+            sink.close()
     return report
+
+
+def _has_fileno(stream: IO[bytes]) -> bool:
+    try:
+        stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+    return True
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextmanager
+def _parsed_in_worker(capture: IO[bytes], interaction_id: str | None) -> Iterator[Iterator[ParsedBatch]]:
+    """:func:`parse_capture` run in a child process, its batches as they arrive; the child ends with it."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    # A descriptor of the child's own: multiprocessing closes standard input in every child it starts.
+    source = os.dup(capture.fileno())
+    worker = context.Process(
+        target=_parse_and_send, args=(source, interaction_id, sender), name="icwschat-parse", daemon=True
+    )
+    try:
+        worker.start()
+    finally:
+        os.close(source)
+        sender.close()
+    try:
+        yield _received(receiver)
+    finally:
+        receiver.close()
+        worker.terminate()  # done, or no longer wanted (the chat ended, an error, Ctrl-C)
+        worker.join()
+
+
+def _received(receiver: Connection) -> Iterator[ParsedBatch]:
+    while True:
+        try:
+            item = receiver.recv()
+        except EOFError:
+            raise RuntimeError("the process parsing the capture ended without a word") from None
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _parse_and_send(source: int, interaction_id: str | None, sender: Connection) -> None:
+    """The child: parse the capture and send each batch, then None; an error is sent in place of None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to answer; it ends this process
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    gc.freeze()  # what the parent had is never garbage here: no collection need walk it
+    try:
+        try:
+            with open(source, "rb") as capture:
+                for batch in parse_capture(capture, interaction_id):
+                    sender.send(batch)
+        except Exception as problem:  # noqa: BLE001 - any of them is the parent's to report
+            sender.send(problem)
+        else:
+            sender.send(None)
+    except BrokenPipeError:
+        pass  # the parent stopped reading: the chat ended, or it is going away

@@ -20,6 +20,7 @@ from icwschat.models import (
     MemberType,
     canonical_timestamp,
     format_timestamp,
+    member,
     parse_member,
     parse_timestamp,
 )
@@ -199,7 +200,7 @@ def test_parse_member_matches_the_reference(data: Any) -> None:
     except BadMessage:
         expected = None
     try:
-        m = parse_member(data, default_interaction=IID)
+        m = member(*parse_member(data, default_interaction=IID))
         got: Any = (m.user_id, m.interaction_id, m.display_name, m.type, m.is_typing)
     except BadMessage:
         got = None

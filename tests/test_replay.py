@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
+import multiprocessing
+import os
+import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import icwschat
+from conftest import icwschat, spawn
 from expected import expected_events, project
 from test_live_terminal import run_in_terminal
 
+from bench.capture import messages
+from icwschat.replay import ReplayReport, replay
 from icwschat.simulator import SimulatorServer
+from icwschat.sinks import JSONSink
 
 
 @pytest.fixture
@@ -120,3 +129,86 @@ def test_replay_from_a_terminal_says_to_pipe_a_capture_in() -> None:
     assert code == 2
     assert "standard input, which is a terminal" in text and "pipe one in" in text
     assert "Traceback" not in text
+
+
+def generated_capture(path: Path, count: int, *, end_at: int | None = None) -> Path:
+    """A seeded capture of chat 1001 spread over several batches, with what a real one may hold besides:
+    a line cut short, blank lines, another chat's messages, a member that cannot be read and, at
+    ``end_at``, the chat's end with more traffic behind it."""
+    lines = [json.dumps(message, ensure_ascii=False) for message in messages(count)]
+    other = json.loads(lines[5].replace('"1001"', '"1002"'))
+    lines[700:700] = ['{"__type": "urn:inin', "", json.dumps(other)]
+    bad_member = json.loads(lines[900])
+    bad_member.setdefault("membersChanged", []).append({"userId": 7})
+    lines[900] = json.dumps(bad_member)
+    if end_at is not None:
+        ended = {"__type": INTERACTION_DEALLOCATED, "interactionID": "1001"}
+        lines.insert(end_at, json.dumps(ended))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+INTERACTION_DEALLOCATED = "urn:inin.com:interactions:interactionDeallocatedMessage"
+
+
+def replayed(path: Path, *, parallel: bool) -> tuple[list[dict[str, Any]], ReplayReport]:
+    out = io.BytesIO()
+    with path.open("rb") as capture:
+        report = replay(capture, path.name, JSONSink(out, io.StringIO()), parallel=parallel)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    for event in events:
+        del event["at"]  # the moment of the replay, which differs from run to run
+    return events, report
+
+
+@pytest.mark.parametrize("end_at", [None, 1200])
+def test_parsing_in_a_second_process_changes_nothing(tmp_path: Path, end_at: int | None) -> None:
+    capture = generated_capture(tmp_path / "capture.ndjson", 2000, end_at=end_at)
+    here, here_report = replayed(capture, parallel=False)
+    there, there_report = replayed(capture, parallel=True)
+    assert there == here
+    assert there_report == here_report
+    assert here_report.bad_lines == [701]
+    kinds = [event["event"] for event in here]
+    assert kinds.count("message") > 500
+    assert (kinds[-1] == "chat_ended") == (end_at is not None)
+    # 2000 generated and one of chat 1002; the cut line and the blank one are no message.
+    assert here_report.messages == 2001 if end_at is None else here_report.messages < 2001
+    assert multiprocessing.active_children() == []
+
+
+def test_a_replay_that_ends_early_ends_its_parser(tmp_path: Path) -> None:
+    # The parser is far ahead, blocked on a full pipe, when the chat ends in the first batch.
+    capture = generated_capture(tmp_path / "capture.ndjson", 20_000, end_at=100)
+    events, report = replayed(capture, parallel=True)
+    assert events[-1]["event"] == "chat_ended"
+    assert report.messages <= 512
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("how", ["interrupt", "closed pipe"])
+def test_a_stopped_replay_leaves_no_process_behind(tmp_path: Path, how: str) -> None:
+    capture = generated_capture(tmp_path / "capture.ndjson", 20_000)
+    with spawn("replay", str(capture), "--json", start_new_session=True) as replay_run:
+        assert replay_run.stdout is not None and replay_run.stderr is not None
+        replay_run.stdout.readline()  # started; it soon blocks on the full pipe, its parser well ahead
+        time.sleep(0.3)
+        if how == "interrupt":
+            os.killpg(replay_run.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        else:
+            replay_run.stdout.close()
+        code = replay_run.wait(timeout=30)
+        assert "Traceback" not in replay_run.stderr.read()
+    assert code == (130 if how == "interrupt" else 0)
+    deadline = time.monotonic() + 10
+    while group_alive(replay_run.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(replay_run.pid)
+
+
+def group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,106 @@
+"""ICWS messages in, updates out: what of each message concerns the chat, checked and as plain data.
+
+Parsing is the first half of the pipeline and needs nothing but the interaction id, so ``replay`` can run it
+in a second process. Updates are tuples of strings, numbers and tuples for that reason: they pickle and
+unpickle several times faster than objects. The cache (the second half) applies them in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from .models import (
+    CONTENTS_TYPE,
+    INTERACTION_CHANGED_TYPE,
+    INTERACTION_DEALLOCATED_TYPE,
+    INTERACTION_LOST_RIGHTS_TYPE,
+    MEMBERS_TYPE,
+    BadMessage,
+    LineFields,
+    MemberFields,
+    is_delta,
+    message_type,
+    parse_line,
+    parse_list,
+    parse_member,
+)
+
+MembersUpdate = tuple[Literal["members"], bool, list[MemberFields], list[MemberFields], list[MemberFields]]
+"""A chatMembersMessage: isDelta, then the members added, changed and removed."""
+ContentsUpdate = tuple[Literal["contents"], bool, list[LineFields]]
+"""A chatContentsMessage: isDelta, then the lines added."""
+StateUpdate = tuple[Literal["state"], str]
+"""An interactionChangedMessage that names the interaction's ``Eic_State``."""
+EndUpdate = tuple[Literal["ended"], str]
+"""The interaction is gone (deallocated) or out of reach (lost rights): the reason, as events name it."""
+Update = MembersUpdate | ContentsUpdate | StateUpdate | EndUpdate
+
+MEMBER_LISTS = ("membersAdded", "membersChanged", "membersRemoved")
+_ENDINGS = {INTERACTION_DEALLOCATED_TYPE: "deallocated", INTERACTION_LOST_RIGHTS_TYPE: "lost_rights"}
+
+
+def parse_messages(messages: Iterable[Any], interaction_id: str) -> tuple[list[Update], list[str]]:
+    """The updates of ``messages`` for ``interaction_id``, and what had to be skipped, in words.
+
+    Messages for other interactions and of other types are no update and no problem.
+    """
+    updates: list[Update] = []
+    problems: list[str] = []
+    for message in messages:
+        try:
+            update = parse_message(message, interaction_id, problems)
+        except ValueError as problem:
+            problems.append(f"skipped a message: {problem}: {message!r:.300}")
+        else:
+            if update is not None:
+                updates.append(update)
+    return updates, problems
+
+
+def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Update | None:
+    """One message's update; raises :class:`BadMessage` when nothing of it can be used, and names the
+    parts it skipped (one bad member of several, say) in ``problems``."""
+    kind = message_type(message)
+    if kind in (MEMBERS_TYPE, CONTENTS_TYPE):
+        if message.get("interactionId") != interaction_id:
+            return None
+        delta = is_delta(message)
+        if kind == CONTENTS_TYPE:
+            return ("contents", delta, _lines(message, interaction_id, problems))
+        added, changed, removed = (_members(message, name, interaction_id, problems) for name in MEMBER_LISTS)
+        return ("members", delta, added, changed, removed)
+    if message.get("interactionID") != interaction_id:  # the interaction messages spell it with a capital D
+        return None
+    if kind == INTERACTION_CHANGED_TYPE:
+        attributes = message.get("attributes")
+        if not isinstance(attributes, dict):
+            if is_delta(message):
+                return None
+            raise BadMessage("interactionChangedMessage has no attributes")
+        state = attributes.get("Eic_State")
+        return ("state", state) if isinstance(state, str) else None
+    reason = _ENDINGS.get(kind)
+    return ("ended", reason) if reason is not None else None
+
+
+def _members(
+    message: dict[str, Any], name: str, interaction_id: str, problems: list[str]
+) -> list[MemberFields]:
+    members = []
+    for item in parse_list(message, name):
+        try:
+            members.append(parse_member(item, default_interaction=interaction_id))
+        except BadMessage as problem:
+            problems.append(f"skipped a chat member: {problem}")
+    return members
+
+
+def _lines(message: dict[str, Any], interaction_id: str, problems: list[str]) -> list[LineFields]:
+    lines = []
+    for item in parse_list(message, "messagesAdded"):
+        try:
+            lines.append(parse_line(item, default_interaction=interaction_id))
+        except BadMessage as problem:
+            problems.append(f"skipped a chat line: {problem}")
+    return lines
