@@ -435,13 +435,14 @@ def replay(
                 "replay - reads a capture from standard input, which is a terminal",
                 hint="pipe one in: icwschat replay - < 1001.ndjson",
             )
-        report = play(env.stdin.buffer, "standard input", sink, iid)
+        with handled_signals():  # so the parsing process is ended too
+            report = play(env.stdin.buffer, "standard input", sink, iid)
     else:
         try:
             stream = open(capture, "rb")  # noqa: SIM115 - closed below; open() errors need their own message
         except OSError as exc:
             raise UsageError(f"cannot read {capture}: {exc.strerror or exc}") from exc
-        with stream:
+        with stream, handled_signals():
             report = play(stream, Path(capture).name, sink, iid)
     if report.bad_lines:
         count = len(report.bad_lines)
@@ -620,7 +621,8 @@ def follow(env: "Environment", options: Any, sink: "Sink", password_stdin: bool)
 
 @contextmanager
 def handled_signals() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C does (so subscriptions are removed), with exit status 143."""
+    """SIGTERM unwinds like Ctrl-C does (so subscriptions are removed, a replay's parser ended), with exit
+    status 143."""
 
     def terminate(signum: int, frame: FrameType | None) -> NoReturn:
         raise Interrupted(128 + signum)

@@ -177,7 +177,10 @@ def _parsed_in_worker(capture: IO[bytes], interaction_id: str | None) -> Iterato
     # A descriptor of the child's own: multiprocessing closes standard input in every child it starts.
     source = os.dup(capture.fileno())
     worker = context.Process(
-        target=_parse_and_send, args=(source, interaction_id, sender), name="icwschat-parse", daemon=True
+        target=_parse_and_send,
+        args=(source, interaction_id, sender, receiver),
+        name="icwschat-parse",
+        daemon=True,
     )
     try:
         worker.start()
@@ -205,11 +208,14 @@ def _received(receiver: Connection) -> Iterator[ParsedBatch]:
         yield item
 
 
-def _parse_and_send(source: int, interaction_id: str | None, sender: Connection) -> None:
+def _parse_and_send(
+    source: int, interaction_id: str | None, sender: Connection, receiver: Connection
+) -> None:
     """The child: parse the capture and send each batch, then None; an error is sent in place of None."""
+    receiver.close()  # the fork's copy: while it is open, a parent that stops reading never breaks the pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to answer; it ends this process
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    gc.freeze()  # what the parent had is never garbage here: no collection need walk it
+    gc.disable()  # parsing makes no reference cycles: what it drops, reference counting frees
     try:
         try:
             with open(source, "rb") as capture:

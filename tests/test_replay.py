@@ -186,7 +186,7 @@ def test_a_replay_that_ends_early_ends_its_parser(tmp_path: Path) -> None:
     assert multiprocessing.active_children() == []
 
 
-@pytest.mark.parametrize("how", ["interrupt", "closed pipe"])
+@pytest.mark.parametrize("how", ["interrupt", "terminate", "closed pipe"])
 def test_a_stopped_replay_leaves_no_process_behind(tmp_path: Path, how: str) -> None:
     capture = generated_capture(tmp_path / "capture.ndjson", 20_000)
     with spawn("replay", str(capture), "--json", start_new_session=True) as replay_run:
@@ -195,11 +195,13 @@ def test_a_stopped_replay_leaves_no_process_behind(tmp_path: Path, how: str) -> 
         time.sleep(0.3)
         if how == "interrupt":
             os.killpg(replay_run.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        elif how == "terminate":
+            replay_run.terminate()  # kill PID, or a service manager: the replay alone
         else:
             replay_run.stdout.close()
         code = replay_run.wait(timeout=30)
         assert "Traceback" not in replay_run.stderr.read()
-    assert code == (130 if how == "interrupt" else 0)
+    assert code == {"interrupt": 130, "terminate": 143, "closed pipe": 0}[how]
     deadline = time.monotonic() + 10
     while group_alive(replay_run.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
