@@ -18,6 +18,9 @@ from .events import Event
 from .models import DISCONNECTED_STATES, ChatLine, LineFields, Member, MemberFields, chat_line, member
 from .updates import Update, parse_message, parse_messages
 
+_new = tuple.__new__
+"""Builds an Event from all its fields in order, in C: a named tuple's own constructor is Python code, and
+the two hot paths (a line said, a typing flip) build one event per message."""
 MemberKey = tuple[str, str]
 SNAPSHOT_PARTS = frozenset({"members", "contents"})
 
@@ -137,7 +140,9 @@ class ChatCache:
             outcome.events.append(Event(ev.MEMBER_CHANGED, self.interaction_id, at, member, previous=old))
         if old.is_typing != member.is_typing:
             kind = ev.TYPING_STARTED if member.is_typing else ev.TYPING_STOPPED
-            outcome.events.append(Event(kind, self.interaction_id, at, member))
+            outcome.events.append(
+                _new(Event, (kind, self.interaction_id, at, member, None, None, None, None))
+            )
 
     def _remove(self, member: Member, at: datetime, outcome: Outcome) -> None:
         if member.key in self.members:
@@ -171,7 +176,9 @@ class ChatCache:
             current = self.members.get(sender.key)
             if current is not None:
                 sender = current if current.same_person(sender) else sender.typing(current.is_typing)
-            outcome.events.append(Event(ev.MESSAGE, self.interaction_id, at, sender, None, line, history))
+            outcome.events.append(
+                _new(Event, (ev.MESSAGE, self.interaction_id, at, sender, None, line, history, None))
+            )
 
     def _known_overlap(self, snapshot: list[ChatLine]) -> int:
         """How many leading lines of a later snapshot were already emitted.

@@ -243,7 +243,8 @@ def parse_line(data: Any, *, default_interaction: str) -> LineFields:
 
 def chat_line(fields: LineFields) -> ChatLine:
     sender, text, stamp, message_type = fields
-    return ChatLine(member(*sender), text, stamp, message_type)
+    # tuple.__new__ runs in C; ChatLine's own constructor is Python code, and this runs for every line.
+    return tuple.__new__(ChatLine, (member(*sender), text, stamp, message_type))
 
 
 def parse_list(data: dict[str, Any], name: str) -> list[Any]:

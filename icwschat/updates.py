@@ -36,7 +36,6 @@ EndUpdate = tuple[Literal["ended"], str]
 """The interaction is gone (deallocated) or out of reach (lost rights): the reason, as events name it."""
 Update = MembersUpdate | ContentsUpdate | StateUpdate | EndUpdate
 
-MEMBER_LISTS = ("membersAdded", "membersChanged", "membersRemoved")
 _ENDINGS = {INTERACTION_DEALLOCATED_TYPE: "deallocated", INTERACTION_LOST_RIGHTS_TYPE: "lost_rights"}
 
 
@@ -68,8 +67,13 @@ def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Upd
         delta = is_delta(message)
         if kind == CONTENTS_TYPE:
             return ("contents", delta, _lines(message, interaction_id, problems))
-        added, changed, removed = (_members(message, name, interaction_id, problems) for name in MEMBER_LISTS)
-        return ("members", delta, added, changed, removed)
+        return (
+            "members",
+            delta,
+            _members(message, "membersAdded", interaction_id, problems),
+            _members(message, "membersChanged", interaction_id, problems),
+            _members(message, "membersRemoved", interaction_id, problems),
+        )
     if message.get("interactionID") != interaction_id:  # the interaction messages spell it with a capital D
         return None
     if kind == INTERACTION_CHANGED_TYPE:
