@@ -1,5 +1,8 @@
 """The chat cache: ICWS messages in, state and contract events out. No I/O, no clock, no terminal.
 
+Messages are first parsed into updates (:mod:`icwschat.updates`), which :meth:`ChatCache.apply_updates`
+applies; ``apply`` and ``apply_all`` do both, and ``replay`` does the parsing in a second process.
+
 Semantics follow the ICWS design principles: ``isDelta: false`` clears and replaces (members and transcript
 separately), ``isDelta: true`` merges; members are keyed by (userId, interactionId); a duplicate add is a
 change. A snapshot that arrives after the first one (a re-subscription) is reconciled with what was already

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import pickle
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +26,7 @@ from icwschat.models import (
     parse_timestamp,
 )
 from icwschat.transport import SSEParser
+from icwschat.updates import parse_messages
 
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -267,3 +269,15 @@ def test_a_batch_with_bad_messages_applies_the_good_ones(batch: list[Any]) -> No
     outcome = together.apply_all(batch, AT)
     assert outcome.events == events
     assert together.members == one_by_one.members and together.transcript == one_by_one.transcript
+
+
+@settings(max_examples=300)
+@given(st.lists(hostile_messages | json_values, max_size=8))
+def test_updates_parsed_elsewhere_apply_as_the_messages_do(batch: list[Any]) -> None:
+    # replay parses in a second process: its updates cross a pipe pickled, then apply as in one process.
+    updates, problems = parse_messages(batch, IID)
+    crossed = pickle.loads(pickle.dumps((updates, problems)))
+    assert crossed == (updates, problems)
+    here, there = ChatCache(IID), ChatCache(IID)
+    assert there.apply_updates(crossed[0], AT, crossed[1]) == here.apply_all(batch, AT)
+    assert there.members == here.members and there.transcript == here.transcript
