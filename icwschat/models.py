@@ -42,8 +42,7 @@ class MemberType(Enum):
 
     @classmethod
     def parse(cls, value: Any) -> MemberType:
-        # A dict lookup, not cls(value): this runs for every member of every message. Exactly int: bools
-        # (True == 1) and other number types are no member type.
+        # Exactly int: bools (True == 1) and other number types are no member type.
         return _MEMBER_TYPES.get(value, cls.NONE) if type(value) is int else cls.NONE
 
 

@@ -7,8 +7,8 @@ unpickle several times faster than objects. The cache (the second half) applies 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TypeVar
 
 from .models import (
     CONTENTS_TYPE,
@@ -36,6 +36,7 @@ EndUpdate = tuple[Literal["ended"], str]
 """The interaction is gone (deallocated) or out of reach (lost rights): the reason, as events name it."""
 Update = MembersUpdate | ContentsUpdate | StateUpdate | EndUpdate
 
+_Parsed = TypeVar("_Parsed", MemberFields, LineFields)
 _ENDINGS = {INTERACTION_DEALLOCATED_TYPE: "deallocated", INTERACTION_LOST_RIGHTS_TYPE: "lost_rights"}
 
 
@@ -66,13 +67,17 @@ def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Upd
             return None
         delta = is_delta(message)
         if kind == CONTENTS_TYPE:
-            return ("contents", delta, _lines(message, interaction_id, problems))
+            return (
+                "contents",
+                delta,
+                _parsed(message, "messagesAdded", parse_line, "chat line", interaction_id, problems),
+            )
         return (
             "members",
             delta,
-            _members(message, "membersAdded", interaction_id, problems),
-            _members(message, "membersChanged", interaction_id, problems),
-            _members(message, "membersRemoved", interaction_id, problems),
+            _parsed(message, "membersAdded", parse_member, "chat member", interaction_id, problems),
+            _parsed(message, "membersChanged", parse_member, "chat member", interaction_id, problems),
+            _parsed(message, "membersRemoved", parse_member, "chat member", interaction_id, problems),
         )
     if message.get("interactionID") != interaction_id:  # the interaction messages spell it with a capital D
         return None
@@ -88,23 +93,19 @@ def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Upd
     return ("ended", reason) if reason is not None else None
 
 
-def _members(
-    message: dict[str, Any], name: str, interaction_id: str, problems: list[str]
-) -> list[MemberFields]:
-    members = []
+def _parsed(
+    message: dict[str, Any],
+    name: str,
+    parse: Callable[..., _Parsed],
+    what: str,
+    interaction_id: str,
+    problems: list[str],
+) -> list[_Parsed]:
+    """The items of the array ``name`` that ``parse`` accepts; the others are named in ``problems``."""
+    parsed = []
     for item in parse_list(message, name):
         try:
-            members.append(parse_member(item, default_interaction=interaction_id))
+            parsed.append(parse(item, default_interaction=interaction_id))
         except BadMessage as problem:
-            problems.append(f"skipped a chat member: {problem}")
-    return members
-
-
-def _lines(message: dict[str, Any], interaction_id: str, problems: list[str]) -> list[LineFields]:
-    lines = []
-    for item in parse_list(message, "messagesAdded"):
-        try:
-            lines.append(parse_line(item, default_interaction=interaction_id))
-        except BadMessage as problem:
-            problems.append(f"skipped a chat line: {problem}")
-    return lines
+            problems.append(f"skipped a {what}: {problem}")
+    return parsed
