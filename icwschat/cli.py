@@ -11,10 +11,10 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -22,6 +22,8 @@ from . import __version__
 from .errors import ICWSError, Interrupted, UsageError
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from .client import HTTP
     from .environment import Environment
     from .session import Session
@@ -429,21 +431,22 @@ def replay(
     env = environment()
     iid = interaction_id(interaction) if interaction is not None else None
     sink = choose_sink(env, json_out=json_out, raw=False, live=False)
+    source: AbstractContextManager[IO[bytes]]
     if capture == "-":
         if env.stdin_isatty:
             raise UsageError(
                 "replay - reads a capture from standard input, which is a terminal",
                 hint="pipe one in: icwschat replay - < 1001.ndjson",
             )
-        with handled_signals():  # so the parsing process is ended too
-            report = play(env.stdin.buffer, "standard input", sink, iid)
+        source, name = nullcontext(env.stdin.buffer), "standard input"
     else:
         try:
-            stream = open(capture, "rb")  # noqa: SIM115 - closed below; open() errors need their own message
+            source = open(capture, "rb")  # noqa: SIM115 - closed below; open() errors need their own message
         except OSError as exc:
             raise UsageError(f"cannot read {capture}: {exc.strerror or exc}") from exc
-        with stream, handled_signals():
-            report = play(stream, Path(capture).name, sink, iid)
+        name = Path(capture).name
+    with source as stream, handled_signals():  # SIGTERM unwinds, so the parsing process is ended too
+        report = play(stream, name, sink, iid)
     if report.bad_lines:
         count = len(report.bad_lines)
         say(
