@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from . import __version__
-from .errors import ICWSError, Interrupted, UsageError
+from .errors import ExitCode, ICWSError, Terminated, UsageError, exit_code
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -163,14 +163,12 @@ def outcome(action: Callable[[], None]) -> int:
         action()
     except ICWSError as error:
         report(error, sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Interrupted as interrupted:
-        return interrupted.exit_code
+        return exit_code(error)
+    except (KeyboardInterrupt, Terminated) as interrupted:
+        return exit_code(interrupted)
     except BrokenPipeError:
         quiet_stdout()
-        return 0
+        return ExitCode.OK
     except typer.Exit:
         raise
     except Exception:  # noqa: BLE001 - the last resort: a bug is reported, never shown as a traceback
@@ -182,8 +180,8 @@ def outcome(action: Callable[[], None]) -> int:
             import traceback
 
             traceback.print_exc()
-        return 1
-    return 0
+        return ExitCode.BUG
+    return ExitCode.OK
 
 
 # ---- commands --------------------------------------------------------------------------------------
@@ -628,7 +626,7 @@ def handled_signals() -> Iterator[None]:
     status 143."""
 
     def terminate(signum: int, frame: FrameType | None) -> NoReturn:
-        raise Interrupted(128 + signum)
+        raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:

@@ -1,18 +1,32 @@
 """The error vocabulary: everything the core raises means something to a user.
 
-The CLI maps each class to one of the contract's exit codes in one table; nothing above the client sees a
-``requests`` or ``socket`` exception.
+Each class maps to one of the contract's exit codes in one table, :data:`EXIT_CODES`; nothing above the
+client sees a ``requests`` or ``socket`` exception.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Any
+
+
+class ExitCode(enum.IntEnum):
+    """The contract's exit statuses, the only ones icwschat ends with."""
+
+    OK = 0
+    BUG = 1
+    USAGE = 2
+    AUTHENTICATION = 3
+    UNAVAILABLE_INTERACTION = 4
+    SERVER_UNAVAILABLE = 5
+    INTERRUPTED = 130
+    """SIGINT (Ctrl-C): 128 + 2, as shells report it."""
+    TERMINATED = 143
+    """SIGTERM: 128 + 15."""
 
 
 class ICWSError(Exception):
     """Base of every expected failure; keeps what the server said, when it said anything."""
-
-    exit_code = 1
 
     def __init__(
         self,
@@ -49,13 +63,18 @@ class ICWSError(Exception):
 class UsageError(ICWSError):
     """The user asked for something that cannot work (a missing option, a bad URL)."""
 
-    exit_code = 2
+
+class Redirected(UsageError):
+    """The server answered 3xx. Nothing carrying a password, token or cookie follows a redirect, so the
+    target is named for the user to check and pass with ``--server`` instead."""
+
+    def __init__(self, message: str, *, target: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.target = target
 
 
 class AuthenticationError(ICWSError):
     """Bad credentials, no stored session, or a session that is gone with no way to log in again."""
-
-    exit_code = 3
 
 
 class SessionGone(AuthenticationError):
@@ -65,13 +84,9 @@ class SessionGone(AuthenticationError):
 class InteractionUnavailable(ICWSError):
     """The interaction does not exist, is not a chat, or the user has no rights to it."""
 
-    exit_code = 4
-
 
 class ServerUnavailable(ICWSError):
     """The server cannot be reached or answered 5xx / 503; may carry alternate hosts to try."""
-
-    exit_code = 5
 
     def __init__(self, message: str, *, alternate_hosts: list[str] | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
@@ -79,19 +94,37 @@ class ServerUnavailable(ICWSError):
         self.retry_after: float | None = None
 
 
+class ServerBusy(ServerUnavailable):
+    """429 Too Many Requests: not a refusal, a request to come back later (``retry_after``)."""
+
+
 class ProtocolError(ServerUnavailable):
-    """The server answered something that is not ICWS (not JSON, wrong shape)."""
+    """The server answered something that is not ICWS (not JSON, wrong shape, too large)."""
 
 
-class AnotherWatcher(ICWSError):
+class AnotherWatcher(UsageError):
     """Another icwschat process is already reading this session's message queue (a usage error)."""
 
-    exit_code = 2
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like ``KeyboardInterrupt`` so every ``finally`` cleans up."""
 
 
-class Interrupted(BaseException):
-    """SIGTERM arrived; carries the exit status the contract gives it."""
+EXIT_CODES: dict[type[BaseException], ExitCode] = {
+    UsageError: ExitCode.USAGE,
+    AuthenticationError: ExitCode.AUTHENTICATION,
+    InteractionUnavailable: ExitCode.UNAVAILABLE_INTERACTION,
+    ServerUnavailable: ExitCode.SERVER_UNAVAILABLE,
+    ICWSError: ExitCode.BUG,
+    KeyboardInterrupt: ExitCode.INTERRUPTED,
+    Terminated: ExitCode.TERMINATED,
+}
+"""Every exit status but 0 comes from here: the nearest class in an error's ancestry that is listed."""
 
-    def __init__(self, exit_code: int) -> None:
-        super().__init__(exit_code)
-        self.exit_code = exit_code
+
+def exit_code(error: BaseException) -> ExitCode:
+    for kind in type(error).__mro__:
+        code = EXIT_CODES.get(kind)
+        if code is not None:
+            return code
+    return ExitCode.BUG
