@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import threading
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import (
+    BaseWSGIServer,
+    WSGIRequestHandler,
+    get_sockaddr,
+    make_server,
+    select_address_family,
+)
 
 from .app import Simulator
 
@@ -40,16 +47,26 @@ class SimulatorServer:
     def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
         ensure_loopback(host)
         self.simulator = simulator
-        self.server: BaseWSGIServer = make_server(
-            host, port, simulator.wsgi(), threaded=True, request_handler=_QuietHandler
-        )
+        # werkzeug answers a failed bind by printing to stderr and calling sys.exit(1); binding here first
+        # turns a port in use into a plain OSError (errno EADDRINUSE) the caller can explain.
+        family = select_address_family(host, port)
+        with socket.create_server(get_sockaddr(host, port, family), family=family) as listener:
+            self.server: BaseWSGIServer = make_server(
+                host,
+                port,
+                simulator.wsgi(),
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=listener.fileno(),
+            )
         self.host = host
-        self.port = self.server.server_port
+        self.port = self.server.port
         self._thread = threading.Thread(target=self.server.serve_forever, name="sim-http", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def start(self) -> SimulatorServer:
         self._thread.start()
