@@ -184,6 +184,15 @@ def test_status_help_describes_its_own_json() -> None:
     assert "one JSON object" in shown and "NDJSON" not in shown
 
 
+def test_simulate_on_a_port_in_use_is_one_sentence_and_exit_2() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = icwschat("simulate", "--port", str(port))
+    assert result.code == ExitCode.USAGE
+    assert f"cannot listen on 127.0.0.1:{port}" in result.err
+    assert "--port 0" in result.err
+
+
 def test_a_session_gone_maps_to_exit_3() -> None:
     assert runtime.run(Environment(stderr=io.StringIO()), lambda: _raise(SessionGone("gone"))) == 3
 
