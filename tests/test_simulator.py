@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 import threading
 import time
@@ -22,8 +23,6 @@ from icwschat.simulator.server import ensure_loopback
 
 AUTH = "urn:inin.com:connection:icAuthConnectionRequestSettings"
 BODY = {"__type": AUTH, "applicationName": "t", "userID": USER, "password": PASSWORD}
-
-
 CHAT_1001 = "messaging/subscriptions/interactions/1001/chat"
 SUPERVISOR = "sue.supervisor"
 
@@ -74,17 +73,19 @@ class Icws:
             time.sleep(0.1)
         raise AssertionError(f"no {wanted} in {seen}")
 
-    def stream_events(self, most: int = 20) -> Iterator[str]:
-        """The data of each event of one event stream, until the server closes it (or ``most`` events)."""
+    def stream_events(self, most: int = 20, seconds: float = 15) -> Iterator[str]:
+        """The data of each event of one event stream, until the server closes it (or ``most`` events, or
+        ``seconds``: keep-alive pings arrive every few seconds)."""
+        deadline = time.monotonic() + seconds
         with self.call(
             "GET", "messaging/messages", stream=True, headers={**self.headers, "Accept": "text/event-stream"}
         ) as reply:
             assert reply.status_code == 200, reply.text
-            for count, line in enumerate(
-                text for text in reply.iter_lines(decode_unicode=True) if text.startswith("data:")
-            ):
-                yield line[len("data: ") :]
-                if count + 1 >= most:
+            for line in reply.iter_lines(decode_unicode=True):
+                if line.startswith("data: "):
+                    yield line[len("data: ") :]
+                    most -= 1
+                if most <= 0 or time.monotonic() > deadline:
                     return
 
 
@@ -478,5 +479,5 @@ def test_a_port_in_use_is_a_plain_os_error(capfd: pytest.CaptureFixture[str]) ->
         port = taken.getsockname()[1]
         with pytest.raises(OSError) as caught:
             SimulatorServer(Simulator(load_scenarios()), port=port)
-    assert caught.value.errno == errno.EADDRINUSE
+    assert (caught.value.errno, caught.value.strerror) == (errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
     assert capfd.readouterr() == ("", "")

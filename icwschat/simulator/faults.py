@@ -96,7 +96,7 @@ def _phrase(status: int) -> str:
 # ---- reading knob values (each returns the field's new value or raises KnobError) -------------------
 
 
-def _flag(value: Any) -> bool:
+def read_flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise KnobError("expected true or false")
     return value
@@ -140,10 +140,6 @@ def _poll_failures(value: Any) -> collections.deque[str]:
     return collections.deque(str(f) for f in value)
 
 
-def read_flag(value: Any) -> bool:
-    return _flag(value)
-
-
 def read_id(value: Any) -> str:
     if not isinstance(value, str | int) or isinstance(value, bool) or not str(value):
         raise KnobError("expected an interaction id")
@@ -158,7 +154,7 @@ def read_drop(value: Any) -> dict[str, Any]:
     reason = value.get("reason", DROP_REASON)
     if not isinstance(reason, str):
         raise KnobError("reason: expected a string")
-    return {"should_reconnect": _flag(value.get("shouldReconnect", True)), "reason": reason}
+    return {"should_reconnect": read_flag(value.get("shouldReconnect", True)), "reason": reason}
 
 
 def read_morph(value: Any) -> tuple[str, str]:
@@ -194,7 +190,7 @@ class Faults:
     """Each poll takes one: ``500``, ``503``, ``429``, ``truncated`` (200 with half a JSON body; the queue is
     kept), ``truncated-dequeued`` (the same, but the messages are gone, as when a reply is cut in transit) or
     ``down`` (200 with a connectionStateChangeMessage down, shouldReconnect true; session and queue kept)."""
-    down_every_poll: bool = field(default=False, metadata=_knob(_flag))
+    down_every_poll: bool = field(default=False, metadata=_knob(read_flag))
     """Every poll answers a down connectionStateChangeMessage, and every event stream sends one and closes:
     a server stuck in a loop. Sessions and queues are kept."""
     delay: float = field(default=0.0, metadata=_knob(_seconds))
@@ -203,9 +199,9 @@ class Faults:
     """Close every event stream after this many events."""
     corrupt_events: int = field(default=0, metadata=_knob(_count))
     """Send this many of the next stream events with data that is not JSON; their messages are lost."""
-    withhold_snapshots: bool = field(default=False, metadata=_knob(_flag))
+    withhold_snapshots: bool = field(default=False, metadata=_knob(read_flag))
     """Accept chat subscriptions but never send their first snapshot, as a server in trouble might."""
-    withhold_contents: bool = field(default=False, metadata=_knob(_flag))
+    withhold_contents: bool = field(default=False, metadata=_knob(read_flag))
     """Chat subscriptions send the members snapshot but no contents snapshot; deltas still flow."""
     subscribe_delay: float = field(default=0.0, metadata=_knob(_seconds))
     """A chat subscription PUT waits this long before it registers the subscription and answers, so a DELETE

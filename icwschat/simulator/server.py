@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import threading
 from typing import Any
@@ -50,7 +51,11 @@ class SimulatorServer:
         # werkzeug answers a failed bind by printing to stderr and calling sys.exit(1); binding here first
         # turns a port in use into a plain OSError (errno EADDRINUSE) the caller can explain.
         family = select_address_family(host, port)
-        with socket.create_server(get_sockaddr(host, port, family), family=family) as listener:
+        try:
+            listener = socket.create_server(get_sockaddr(host, port, family), family=family)
+        except OSError as exc:  # its text names the address in Python's own words: keep the reason only
+            raise OSError(exc.errno, os.strerror(exc.errno) if exc.errno else str(exc)) from None
+        with listener:
             self.server: BaseWSGIServer = make_server(
                 host,
                 port,
