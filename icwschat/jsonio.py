@@ -6,6 +6,9 @@ text may carry) and NaN; those fall back to the standard library, so every strin
 standard library would write it. Differences remain only in numbers ICWS does not send: integers beyond
 64 bits are read as floats, floats may be spelled differently (``1.5e-7`` for ``1.5e-07``), and NaN or
 infinity (not JSON at all) are written as ``null``.
+
+A document nested deeper than either parser goes (orjson stops at 1024 levels, the standard library at the
+interpreter's recursion limit) is not JSON here: ``ValueError`` like any other, never ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deep to read") from None
 
 
 def loads_all(documents: list[bytes]) -> list[Any]:

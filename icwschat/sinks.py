@@ -6,7 +6,7 @@ All of them write to a binary stream, flush after every line, and never emit col
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
 from . import events as ev
@@ -94,7 +94,12 @@ class RawSink(LineSink):
 
 
 def clock(moment: datetime) -> str:
-    return moment.astimezone().strftime("%H:%M:%S")
+    """The time of day in the local zone; in UTC, marked ``Z``, when the local date is out of ``datetime``'s
+    range (a server may stamp lines 0001-01-01 or 9999-12-31, and one step east or west falls off)."""
+    try:
+        return moment.astimezone().strftime("%H:%M:%S")
+    except (OverflowError, OSError):  # OSError: the C library's localtime() refused the date
+        return moment.astimezone(timezone.utc).strftime("%H:%M:%SZ")
 
 
 def _who(member: Member) -> str:
