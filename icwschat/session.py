@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import pwd
-import secrets
 import shlex
 import stat
 from collections.abc import Callable, Iterator
@@ -20,9 +19,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import jsonio
 from .errors import AnotherWatcher, AuthenticationError, UsageError
-from .textsafe import inert
 
 SESSION_FILE = "session.json"
 LOCK_FILE = "queue.lock"
@@ -152,6 +149,8 @@ class SessionStore:
         return self._parsed(raw)
 
     def _parsed(self, raw: bytes) -> Session:
+        from . import jsonio  # here, not at the top: every command's start-up imports this module
+
         if len(raw) > MAX_SESSION_BYTES:
             raise self._damaged(f"larger than {MAX_SESSION_BYTES} bytes")
         try:
@@ -289,7 +288,7 @@ class SessionStore:
     def _new_file(self, data: bytes) -> Iterator[Path]:
         """A new file in the directory holding ``data``, mode 0600 and synced, removed on the way out unless
         it was renamed; ``UsageError`` when the directory takes no file."""
-        path = self.directory / f".{SESSION_FILE}.{secrets.token_hex(8)}.tmp"
+        path = self.directory / f".{SESSION_FILE}.{os.urandom(8).hex()}.tmp"
         try:
             try:
                 with os.fdopen(_open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as handle:
@@ -356,6 +355,8 @@ def _why(error: OSError) -> str:
 
 def _quoted(value: Path | str) -> str:
     """``value`` as one shell word, and inert: hints are printed, and a path or name may hold anything."""
+    from .textsafe import inert
+
     return shlex.quote(inert(str(value), multiline=False))
 
 
