@@ -18,23 +18,43 @@ from icwschat import jsonio
 from icwschat.errors import AuthenticationError, UsageError
 from icwschat.session import Session, SessionStore
 
-DEEP = [
-    b"[" * 100_000 + b"]" * 100_000,
-    b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
-    b'["\\ud800",' + b"[" * 3_000 + b"]" * 3_001,  # a lone surrogate: only the standard library reads it
-]
+
+def nested(depth: int, inner: bytes = b"1") -> bytes:
+    return b'{"a":[' * (depth // 2) + b"[" * (depth % 2) + inner + b"]" * (depth % 2) + b"]}" * (depth // 2)
 
 
-@pytest.mark.parametrize("document", DEEP, ids=["arrays", "objects", "stdlib only"])
-def test_json_nested_too_deep_is_not_json(document: bytes) -> None:
+DEEP = {
+    "past both parsers": b"[" * 100_000 + b"]" * 100_000,
+    "objects past both parsers": b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+    "past the standard library": b'["\\ud800",' + b"[" * 3_000 + b"]" * 3_001,  # orjson refuses the surrogate
+    # orjson reads up to 1024 levels, but repr() and the standard library's writer give up near 1000: a
+    # message this deep crashed the line that reports it as not a chat message.
+    "within orjson's limit": nested(1_020),
+    "within the standard library's limit": nested(900, b'"\\ud800"'),
+    "one past the limit": nested(jsonio.MAX_DEPTH + 1),
+    "one past the limit, arrays only": b"[" * (jsonio.MAX_DEPTH + 1) + b"]" * (jsonio.MAX_DEPTH + 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP))
+def test_json_nested_too_deep_is_not_json(name: str) -> None:
+    document = DEEP[name]
     with pytest.raises(ValueError, match="nested too deep"):
         jsonio.loads(document)
+    with pytest.raises(ValueError, match="nested too deep"):
+        jsonio.loads(document.decode())
     with pytest.raises(ValueError, match="nested too deep"):
         jsonio.loads_all([b"{}", document])
 
 
-def test_json_as_deep_as_the_fast_parser_takes_is_read() -> None:
-    assert jsonio.loads(b"[" * 500 + b"]" * 500) == jsonio.loads_all([b"[" * 500 + b"]" * 500])[0]
+@pytest.mark.parametrize("inner", [b"1", b'"\\ud800"'])
+def test_json_as_deep_as_the_limit_is_read(inner: bytes) -> None:
+    document = nested(jsonio.MAX_DEPTH, inner)
+    value = json.loads(document)
+    assert jsonio.loads(document) == value
+    assert jsonio.loads_all([document, b"[]"]) == [value, []]
+    assert jsonio.dumps_lines([value]) == jsonio.stdlib_line(value)
+    assert jsonio.loads(b'"' + b"[{" * 1_000 + b'"') == "[{" * 1_000  # brackets in a string nest nothing
 
 
 # ---- the state directory and the files in it ----------------------------------------------------------

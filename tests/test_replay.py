@@ -129,11 +129,14 @@ EDGES = ("00010101T000000Z", "99991231T235959Z")
 
 
 def odd_capture(path: Path) -> Path:
-    """Lines stamped at both ends of the calendar, with a line nested too deep for any JSON parser between."""
+    """Lines stamped at both ends of the calendar, with two lines nested too deep between: one for any JSON
+    parser, one that orjson reads but nothing else in Python can report or write."""
     members = members_msg(delta=False, added=[member("jane", "Jane")])
     contents = contents_msg(*(line("jane", f"sent {stamp}", stamp) for stamp in EDGES), delta=False)
     deep = "[" * 100_000 + "]" * 100_000
-    path.write_text(f"{json.dumps(members)}\n{deep}\n{json.dumps(contents)}\n", encoding="utf-8")
+    deep_chat = f'{{"interactionId": "1001", "messagesAdded": {"[" * 1_020}{"]" * 1_020}}}'
+    lines = [json.dumps(members), deep, deep_chat, json.dumps(contents)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -152,7 +155,7 @@ def test_odd_lines_in_a_capture_are_skipped_or_shown_into_a_pipe(
     result = icwschat("replay", str(odd_capture(tmp_path / "odd.ndjson")), env=cli_env(TZ=zone))
     assert result.code == 0, result.err
     assert [text for text in result.out.splitlines() if "jane: " in text] == shown
-    assert "skipped 1 line that held no JSON (first: line 2)" in result.err
+    assert "skipped 2 lines that held no JSON (first: line 2)" in result.err
 
 
 @pytest.mark.parametrize("zone", ["UTC-14", "UTC+12"])
@@ -164,7 +167,7 @@ def test_odd_lines_in_a_capture_are_skipped_or_kept_exact_in_json(tmp_path: Path
         ("sent 00010101T000000Z", "0001-01-01T00:00:00Z"),
         ("sent 99991231T235959Z", "9999-12-31T23:59:59Z"),
     ]
-    assert "skipped 1 line that held no JSON (first: line 2)" in result.err
+    assert "skipped 2 lines that held no JSON (first: line 2)" in result.err
 
 
 def test_replay_from_a_terminal_says_to_pipe_a_capture_in() -> None:
