@@ -191,6 +191,7 @@ def login(
         base, user, app_name, language, str(ca_bundle.resolve()) if ca_bundle else None, insecure
     )
     warn_about_transport(env, base, insecure=insecure)
+    env.store.check_writable()  # before the server creates a session this command could not keep
     password = read_password(env, password_stdin, prompt_for=f"{user} at {base}")
     assert password is not None
 

@@ -222,9 +222,9 @@ def choose_sink(env: Environment, *, json_out: bool, raw: bool, live: bool = Tru
     if json_out and raw:
         raise UsageError("--json and --raw cannot be used together")
     if json_out:
-        return JSONSink(env.stdout_bytes, env.stderr)
+        return JSONSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
     if raw:
-        return RawSink(env.stdout_bytes, env.stderr)
+        return RawSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
     if env.stdout_isatty:
         from .render import FrameSink, LiveSink, make_console
 

@@ -18,6 +18,7 @@ from icwschat.cli import app
 from icwschat.environment import Environment
 from icwschat.errors import ExitCode, ICWSError, SessionGone
 from icwschat.simulator import SimulatorServer
+from icwschat.sinks import JSONSink
 
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\u202e\x9b"
 
@@ -205,3 +206,26 @@ def test_login_round_trip_in_process(sim: SimulatorServer) -> None:
     result = run("login", "--server", sim.url, "--user", USER, password=PASSWORD)
     assert result.code == 0, result.err
     assert f"Logged in to {sim.url} as {USER}" in result.out
+
+
+def test_login_that_could_not_store_its_session_creates_none(isolated: Path) -> None:
+    isolated.parent.mkdir(parents=True, exist_ok=True)
+    isolated.write_text("not a directory")
+    with HostileServer(lambda request, conn: reply(conn, 500)) as server:
+        result = run("login", "--server", server.url, "--user", USER, password=PASSWORD)
+    assert result.code == ExitCode.USAGE, result.err
+    assert server.requests == []
+    assert str(isolated) in result.err
+
+
+def test_json_on_a_terminal_escapes_what_the_terminal_would_act_on() -> None:
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    env = Environment(stdout=stdout, stdout_isatty=True)
+    events = runtime.choose_sink(env, json_out=True, raw=False)
+    assert isinstance(events, JSONSink)
+    events.write_json([{"text": ESCAPES}])
+    messages = runtime.choose_sink(env, json_out=False, raw=True)
+    messages.raw([{"text": ESCAPES}])
+    written = stdout.buffer.getvalue()  # type: ignore[attr-defined]
+    assert written.count(b"\\u001b") == 4  # two ESCs in each line
+    assert b"\x1b" not in written and "\u202e".encode() not in written
