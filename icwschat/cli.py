@@ -12,6 +12,7 @@ import enum
 import functools
 import inspect
 import math
+import os
 import re
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -35,7 +36,7 @@ app = typer.Typer(
     help="Follow Genesys PureConnect (ICWS) chats from the command line.\n\n"
     "Log in once, then watch a chat live, pipe it as NDJSON events, or take a transcript. "
     "Try it without a server: icwschat demo.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -73,6 +74,10 @@ def _root(
 ) -> None:
     if debug:
         environment(ctx).debug = True
+    if ctx.invoked_subcommand is None:
+        # Asking for nothing is asking what there is: the help, on stdout, and success (as gh does).
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
 
 
 def environment(ctx: typer.Context) -> "Environment":
@@ -479,5 +484,62 @@ def demo(
         server.stop()
 
 
+class Shell(str, enum.Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+@command
+def completion(
+    env: "Environment",
+    shell: Annotated[Shell, typer.Argument(help="The shell to complete in.", metavar="bash|zsh|fish")],
+) -> None:
+    """Print the shell completion script: commands, options and their values.
+
+    bash: icwschat completion bash > ~/.local/share/bash-completion/completions/icwschat
+    zsh:  icwschat completion zsh > "${fpath[1]}/_icwschat"
+    fish: icwschat completion fish > ~/.config/fish/completions/icwschat.fish
+    """
+    # typer (pinned below 0.29) answers completion requests itself, on every run, through
+    # _ICWSCHAT_COMPLETE; its own scripts are the ones that speak that protocol.
+    from typer._completion_shared import get_completion_script
+
+    script = get_completion_script(prog_name="icwschat", complete_var=COMPLETE_VAR, shell=shell.value)
+    env.stdout.write(script.strip() + "\n")
+
+
+@command
+def version(
+    env: "Environment",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the versions as one JSON object.")] = False,
+) -> None:
+    """Print the versions of icwschat, Python and the libraries it runs on (for a bug report)."""
+    import json
+    import platform
+    from importlib import metadata
+
+    versions = {"icwschat": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for name in ("typer", "requests", "urllib3", "rich", "werkzeug", "orjson", "platformdirs", "keyring"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    if json_out:
+        env.echo(json.dumps(versions))
+    else:
+        for name, value in versions.items():
+            env.echo(f"{name + ':':<14}{value}")
+
+
+COMPLETE_VAR = "_ICWSCHAT_COMPLETE"
+
+
 def main() -> None:
+    if COMPLETE_VAR in os.environ:
+        # typer registers its shells' completion classes only for its own --install-completion option,
+        # which icwschat replaces with the completion command; only a completion request pays for them.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     app(prog_name="icwschat")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,3 +233,47 @@ def test_json_on_a_terminal_escapes_what_the_terminal_would_act_on() -> None:
     written = stdout.buffer.getvalue()  # type: ignore[attr-defined]
     assert written.count(b"\\u001b") == 4  # two ESCs in each line
     assert b"\x1b" not in written and "\u202e".encode() not in written
+
+
+def test_no_arguments_prints_the_help_and_succeeds() -> None:
+    result = icwschat()
+    assert result.code == 0
+    assert "Commands:" in result.out and "watch" in result.out
+
+
+def test_version_names_python_and_the_libraries() -> None:
+    result = run("version", "--json")
+    assert result.code == 0
+    versions = json.loads(result.out)
+    assert versions["icwschat"] and versions["python"] and versions["typer"] and versions["requests"]
+
+
+def bash_complete(words: str) -> list[str]:
+    """What bash offers for ``words`` (the cursor after the last one) with the printed script loaded."""
+    script = subprocess.run(
+        [sys.executable, "-m", "icwschat", "completion", "bash"], capture_output=True, text=True, check=True
+    ).stdout
+    shell = (
+        f"{script}\ncomplete -p icwschat >/dev/null || exit 9\n"
+        f"COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))\n"
+        '_icwschat_completion icwschat; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, env={**os.environ, "PATH": path}
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_bash_completes_commands_options_and_their_values() -> None:
+    assert bash_complete("icwschat wat") == ["watch"]
+    assert bash_complete("icwschat watch 1001 --transport ''") == ["auto", "poll", "sse"]
+    assert "--give-up-after" in bash_complete("icwschat watch 1001 --gi")
+    assert bash_complete("icwschat completion ''") == ["bash", "zsh", "fish"]
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_completion_scripts_for_other_shells_name_the_program(shell: str) -> None:
+    result = run("completion", shell)
+    assert result.code == 0 and "_ICWSCHAT_COMPLETE=complete_" + shell in result.out
