@@ -1,0 +1,138 @@
+"""Server-sent events from servers that frame, pace or size their streams in ways the simulator never does:
+events arrive as they are sent, parsing stays linear and bounded, and a stream that delivers nothing is given
+up on like any other failure."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import USER
+from hostile import HostileServer, Request, login_reply, reply
+
+from icwschat.client import HTTP, Connection
+from icwschat.errors import ProtocolError, ServerUnavailable
+from icwschat.session import Session
+from icwschat.transport import SSETransport
+
+HOLD_SECONDS = 30.0
+"""How long a server keeps a stream open after its event: far longer than any bound a test asserts."""
+MESSAGE = {"__type": "urn:inin.com:messaging:message", "isDelta": True}
+EVENT = b"data: " + json.dumps(MESSAGE).encode() + b"\n\n"
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+
+Stream = Callable[[socket.socket], None]
+
+
+def icws(stream: Stream) -> Callable[[Request, socket.socket], None]:
+    """A server that logs in and subscribes like ICWS and answers the event stream request with ``stream``."""
+
+    def handle(request: Request, conn: socket.socket) -> None:
+        if request.method == "POST" and request.path.startswith("/icws/connection"):
+            login_reply(conn, features={"messaging": 2})
+        elif request.method == "GET" and request.path.endswith("/messaging/messages"):
+            stream(conn)
+            # Not close(): the server's reader still holds the socket open, so no FIN would be sent.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        else:
+            reply(conn, 200, {})
+
+    return handle
+
+
+def close_delimited(*parts: bytes, hold: threading.Event | None = None) -> Stream:
+    """No Content-Length, no chunked encoding: the body ends when the connection does."""
+
+    def stream(conn: socket.socket) -> None:
+        conn.sendall(STREAM_HEAD + b"Connection: close\r\n\r\n")
+        for part in parts:
+            conn.sendall(part)
+        if hold is not None:
+            hold.wait(HOLD_SECONDS)
+
+    return stream
+
+
+def chunked(*parts: bytes, hold: threading.Event) -> Stream:
+    def stream(conn: socket.socket) -> None:
+        conn.sendall(STREAM_HEAD + b"Transfer-Encoding: chunked\r\n\r\n")
+        for part in parts:
+            conn.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        hold.wait(HOLD_SECONDS)
+
+    return stream
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Set at the end of a test, so that servers holding a stream open let go of it."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@pytest.fixture
+def http() -> Iterator[HTTP]:
+    client = HTTP()
+    yield client
+    client.close()
+
+
+def connect(http: HTTP, server: HostileServer) -> Connection:
+    session = Session(
+        server=server.url,
+        session_id="1001",
+        csrf_token="csrf-token",
+        cookie="icws_1001=cookie-value",
+        user=USER,
+        features={"messaging": 2},
+    )
+    return Connection(http, session)
+
+
+def first_event_after(http: HTTP, server: HostileServer) -> tuple[list[Any] | None, float]:
+    """The first thing an SSE transport delivers after the stream opened, and how long it took to come."""
+    batches = SSETransport(connect(http, server), threading.Event()).batches()
+    try:
+        assert not next(batches)  # the stream is open, nothing delivered yet
+        started = time.monotonic()
+        batch = next(batches)
+        return batch, time.monotonic() - started
+    finally:
+        batches.close()
+
+
+@pytest.mark.parametrize("framing", [close_delimited, chunked])
+def test_an_event_is_delivered_as_it_arrives_whatever_the_framing(
+    framing: Callable[..., Stream], release: threading.Event, http: HTTP
+) -> None:
+    with HostileServer(icws(framing(EVENT, hold=release))) as server:
+        batch, waited = first_event_after(http, server)
+    assert batch == [MESSAGE]
+    # Generous: it takes milliseconds; before, a close-delimited body was read to its end first.
+    assert waited < HOLD_SECONDS / 3
+
+
+def test_the_stream_is_asked_uncompressed_and_a_compressed_one_is_refused(http: HTTP) -> None:
+    def gzipped(conn: socket.socket) -> None:
+        body = gzip.compress(EVENT * 1000)
+        conn.sendall(STREAM_HEAD + b"Content-Encoding: gzip\r\nConnection: close\r\n\r\n" + body)
+
+    with HostileServer(icws(gzipped)) as server, pytest.raises(ProtocolError, match="compressed"):
+        connect(http, server).open_event_stream(5.0)
+    assert server.requests[0].headers["accept-encoding"] == "identity"
+
+
+def test_a_silent_stream_is_a_transient_failure_that_says_so(http: HTTP, release: threading.Event) -> None:
+    with HostileServer(icws(close_delimited(hold=release))) as server:
+        chunks = connect(http, server).open_event_stream(0.5)
+        with pytest.raises(ServerUnavailable, match=r"sent nothing, not even a keep-alive, for 0\.5 s"):
+            next(chunks)
