@@ -22,6 +22,8 @@ SSE_MIN_MESSAGING_VERSION = 2
 SSE_READ_TIMEOUT = 90.0
 """Seconds of silence (not even a keep-alive comment) after which an event stream counts as dead."""
 MAX_EVENT_BYTES = 16 * 1024 * 1024
+_RETRY_DIGITS = 9
+_LONGEST_RETRY_MS = 1_000_000_000
 _EOL = re.compile(r"\r\n|\r|\n")
 
 
@@ -62,12 +64,16 @@ class SSEParser:
     """Incremental parser for ``text/event-stream`` as the HTML standard defines it.
 
     Fed raw byte chunks split anywhere (inside a UTF-8 sequence, between ``\\r`` and ``\\n``); keeps only the
-    unfinished line and event in memory.
+    unfinished line and event in memory. Each chunk's text is scanned once, so a line that never ends costs
+    time in proportion to its length, and it is refused once the event it belongs to passes
+    :data:`MAX_EVENT_BYTES` (counted in characters, which never outnumber the bytes).
     """
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
+        self._pieces: list[str] = []
+        """The unfinished line, as it arrived: joined once, when it ends."""
+        self._pending = 0
         self._data: list[str] = []
         self._size = 0
         self._event = ""
@@ -85,18 +91,28 @@ class SSEParser:
             text = text[1:]  # the second half of a \r\n split across chunks
         if text:
             self._after_cr = text.endswith("\r")
-        self._buffer += text
         events: list[SSEEvent] = []
         position = 0
-        while match := _EOL.search(self._buffer, position):
-            event = self._line(self._buffer[position : match.start()])
+        for match in _EOL.finditer(text):
+            self._pieces.append(text[position : match.start()])
+            line = "".join(self._pieces)
+            self._pieces, self._pending = [], 0
+            event = self._line(line)
             if event is not None:
                 events.append(event)
             position = match.end()
-        self._buffer = self._buffer[position:]
-        if len(self._buffer) + self._size > MAX_EVENT_BYTES:
-            raise ProtocolError("the event stream sent an event larger than 16 MiB")
+        if position < len(text):
+            self._pieces.append(text[position:])
+            self._pending += len(text) - position
+            self._check_size()
         return events
+
+    def _check_size(self) -> None:
+        if self._pending + self._size > MAX_EVENT_BYTES:
+            raise ProtocolError(
+                f"the event stream sent an event larger than {MAX_EVENT_BYTES // 2**20} MiB",
+                hint="use --transport poll",
+            )
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
@@ -108,12 +124,13 @@ class SSEParser:
         if name == "data":
             self._data.append(value)
             self._size += len(value) + 1
+            self._check_size()
         elif name == "event":
             self._event = value
         elif name == "id" and "\0" not in value:
             self._last_id = value
-        elif name == "retry" and value.isdigit():
-            self.retry_ms = int(value)
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry_ms = _milliseconds(value)
         return None
 
     def _dispatch(self) -> SSEEvent | None:
@@ -122,6 +139,13 @@ class SSEParser:
         if not data:
             return None
         return SSEEvent(data="\n".join(data), event=event or "message", id=self._last_id)
+
+
+def _milliseconds(digits: str) -> int:
+    """The ``retry`` field's value, with at most nine significant digits: Python refuses to convert very
+    long digit strings, and a wait of eleven days is as good as forever."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _RETRY_DIGITS else _LONGEST_RETRY_MS
 
 
 class SSETransport:

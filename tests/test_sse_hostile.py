@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import re
 import socket
 import threading
 import time
@@ -17,10 +18,11 @@ import pytest
 from conftest import USER
 from hostile import HostileServer, Request, login_reply, reply
 
+from icwschat import transport
 from icwschat.client import HTTP, Connection
 from icwschat.errors import ProtocolError, ServerUnavailable
 from icwschat.session import Session
-from icwschat.transport import SSETransport
+from icwschat.transport import MAX_EVENT_BYTES, SSEParser, SSETransport
 
 HOLD_SECONDS = 30.0
 """How long a server keeps a stream open after its event: far longer than any bound a test asserts."""
@@ -136,3 +138,64 @@ def test_a_silent_stream_is_a_transient_failure_that_says_so(http: HTTP, release
         chunks = connect(http, server).open_event_stream(0.5)
         with pytest.raises(ServerUnavailable, match=r"sent nothing, not even a keep-alive, for 0\.5 s"):
             next(chunks)
+
+
+# ---- the parser: linear, bounded ----------------------------------------------------------------------
+
+
+EOL = transport._EOL
+
+
+class CountingEOL:
+    """Stands in for the parser's line-end pattern and counts the characters it is asked to scan."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.scanned = 0
+
+    def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        match = self.pattern.search(text, pos)
+        self.scanned += (match.end() if match else len(text)) - pos
+        return match
+
+    def finditer(self, text: str, pos: int = 0) -> Iterator[re.Match[str]]:
+        self.scanned += len(text) - pos
+        return self.pattern.finditer(text, pos)
+
+
+def scanned_for_unfinished_line(monkeypatch: pytest.MonkeyPatch, chunks: int) -> int:
+    counter = CountingEOL(EOL)
+    monkeypatch.setattr(transport, "_EOL", counter)
+    parser = SSEParser()
+    parser.feed(b"data: ")
+    for _ in range(chunks):
+        assert parser.feed(b"x" * 1000) == []
+    return counter.scanned
+
+
+def test_a_line_that_never_ends_costs_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    small = scanned_for_unfinished_line(monkeypatch, 200)
+    large = scanned_for_unfinished_line(monkeypatch, 800)
+    assert large <= 5 * small  # four times the input: linear gives 4, rescanning the buffer gives 16
+    assert large <= 2 * 800 * 1000
+
+
+def test_an_unfinished_line_over_the_cap_is_a_protocol_error() -> None:
+    parser = SSEParser()
+    piece = b"x" * (1024 * 1024)
+    with pytest.raises(ProtocolError, match="larger than"):
+        for _ in range(MAX_EVENT_BYTES // len(piece) + 2):
+            parser.feed(piece)
+
+
+def test_an_event_of_many_lines_over_the_cap_is_a_protocol_error() -> None:
+    parser = SSEParser()
+    line = b"data: " + b"x" * (1024 * 1024) + b"\n"
+    with pytest.raises(ProtocolError, match="larger than"):
+        parser.feed(line * (MAX_EVENT_BYTES // len(line) + 2))
+
+
+def test_an_absurd_retry_field_is_bounded_not_a_crash() -> None:
+    parser = SSEParser()
+    parser.feed(b"retry: " + b"9" * 5000 + b"\n\nretry: \xd9\xa3\n\n")
+    assert parser.retry_ms is not None and parser.retry_ms >= 3_600_000  # longer than any wait allowed
