@@ -7,6 +7,7 @@ ran. Transient trouble leaves as :class:`ServerUnavailable`, a dead session as :
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 import threading
 import time
@@ -22,16 +23,24 @@ SSE_MIN_MESSAGING_VERSION = 2
 SSE_READ_TIMEOUT = 90.0
 """Seconds of silence (not even a keep-alive comment) after which an event stream counts as dead."""
 MAX_EVENT_BYTES = 16 * 1024 * 1024
+RETRY_CAP = 60.0
+"""Longest wait, in seconds, that a stream's ``retry:`` field may ask for before the stream is reopened."""
 _RETRY_DIGITS = 9
 _LONGEST_RETRY_MS = 1_000_000_000
 _EOL = re.compile(r"\r\n|\r|\n")
 
 
 class Transport(Protocol):
+    """What the watch loop reads from; it cannot tell short polling from server-sent events."""
+
     name: str
 
-    def batches(self) -> Iterator[list[Any]]:
-        """ICWS messages as they arrive, a batch at a time; an empty batch means 'nothing new yet'."""
+    def batches(self) -> Iterator[list[Any] | None]:
+        """ICWS messages as they arrive, a batch at a time.
+
+        A list, even an empty one, is a reply from the server (so the server is working); ``None`` only says
+        that a stream has opened, which a broken server can do again and again without ever delivering.
+        """
         ...
 
 
@@ -157,28 +166,43 @@ class SSETransport:
         self.connection = connection
         self.stop = stop
 
-    def batches(self) -> Iterator[list[Any]]:
+    def batches(self) -> Iterator[list[Any] | None]:
         parser = SSEParser()
-        chunks = self.connection.open_event_stream(SSE_READ_TIMEOUT)
-        yield []  # the stream is open: the caller may count the connection as up
-        for chunk in chunks:
-            if self.stop.is_set():
-                return
-            for event in parser.feed(chunk):
-                if event.event != "message":
-                    continue
-                try:
-                    message = loads(event.data)
-                except ValueError:
-                    raise ProtocolError(f"an event's data is not JSON: {event.data[:80]!r}") from None
-                yield [message]
+        with contextlib.closing(self.connection.open_event_stream(SSE_READ_TIMEOUT)) as chunks:
+            yield None  # the stream is open: the caller may show it as connected
+            try:
+                for chunk in chunks:
+                    if self.stop.is_set():
+                        return
+                    yield from _messages(parser.feed(chunk))
+            except ServerUnavailable as error:
+                error.retry_after = _reconnection_delay(parser, error.retry_after)
+                raise
         if not self.stop.is_set():
-            raise ServerUnavailable("the server closed the event stream")
+            closed = ServerUnavailable("the server closed the event stream")
+            closed.retry_after = _reconnection_delay(parser, None)
+            raise closed
 
 
-def choose(
-    name: str, connection: Connection, interval: float, stop: threading.Event
-) -> PollTransport | SSETransport:
+def _messages(events: list[SSEEvent]) -> Iterator[list[Any]]:
+    for event in events:
+        if event.event != "message":
+            continue
+        try:
+            message = loads(event.data)
+        except ValueError:
+            raise ProtocolError(f"an event's data is not JSON: {event.data[:80]!r}") from None
+        yield [message]
+
+
+def _reconnection_delay(parser: SSEParser, asked: float | None) -> float | None:
+    """The wait the stream's ``retry:`` field asks for before reopening it (as EventSource does), capped."""
+    if parser.retry_ms is None:
+        return asked
+    return max(asked or 0.0, min(parser.retry_ms / 1000, RETRY_CAP))
+
+
+def choose(name: str, connection: Connection, interval: float, stop: threading.Event) -> Transport:
     """``auto`` takes SSE when the server's ``messaging`` feature is at least 2."""
     sse = name == "sse" or (
         name == "auto" and connection.session.feature("messaging") >= SSE_MIN_MESSAGING_VERSION

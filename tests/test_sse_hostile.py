@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import json
 import re
 import socket
@@ -15,14 +16,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import USER
+from conftest import PASSWORD, USER, cli_env, icwschat, spawn
 from hostile import HostileServer, Request, login_reply, reply
 
 from icwschat import transport
 from icwschat.client import HTTP, Connection
 from icwschat.errors import ProtocolError, ServerUnavailable
 from icwschat.session import Session
-from icwschat.transport import MAX_EVENT_BYTES, SSEParser, SSETransport
+from icwschat.transport import MAX_EVENT_BYTES, RETRY_CAP, SSEParser, SSETransport
 
 HOLD_SECONDS = 30.0
 """How long a server keeps a stream open after its event: far longer than any bound a test asserts."""
@@ -138,6 +139,66 @@ def test_a_silent_stream_is_a_transient_failure_that_says_so(http: HTTP, release
         chunks = connect(http, server).open_event_stream(0.5)
         with pytest.raises(ServerUnavailable, match=r"sent nothing, not even a keep-alive, for 0\.5 s"):
             next(chunks)
+
+
+def test_a_normal_close_waits_for_the_retry_the_stream_asked_for_capped(http: HTTP) -> None:
+    with HostileServer(icws(close_delimited(b"retry: 3600000\n\n", EVENT))) as server:
+        batches = SSETransport(connect(http, server), threading.Event()).batches()
+        assert not next(batches)
+        assert next(batches) == [MESSAGE]
+        with pytest.raises(ServerUnavailable, match="closed the event stream") as closed:
+            next(batches)
+    assert closed.value.retry_after == RETRY_CAP
+
+
+# ---- the watch: a stream that delivers nothing does not count as a recovery ---------------------------
+
+
+def never_ending_line(conn: socket.socket) -> None:
+    conn.sendall(STREAM_HEAD + b"Connection: close\r\n\r\ndata: ")
+    piece = b"x" * 65536
+    for _ in range(MAX_EVENT_BYTES // len(piece) + 16):
+        conn.sendall(piece)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [close_delimited(b": hello\n\n"), never_ending_line],
+    ids=["closed-at-once", "never-ending-line"],
+)
+def test_streams_that_deliver_no_event_are_given_up_on(stream: Stream) -> None:
+    with HostileServer(icws(stream)) as server:
+        env = cli_env(ICWS_PASSWORD=PASSWORD)
+        assert icwschat("login", "--server", server.url, "--user", USER, env=env).code == 0
+        started = time.monotonic()
+        result = icwschat("watch", "1001", "--json", "--transport", "sse", "--give-up-after", "2", timeout=40)
+        took = time.monotonic() - started
+    assert result.code == 5, result.err
+    assert "gave up after 2 s of failures" in result.err
+    assert took < 2 + 20  # the deadline plus slack for a loaded machine; before, it never ended
+
+
+def test_the_stream_is_reopened_no_sooner_than_its_retry_field_asks() -> None:
+    opened: list[float] = []
+
+    def stream(conn: socket.socket) -> None:
+        opened.append(time.monotonic())
+        conn.sendall(STREAM_HEAD + b"Connection: close\r\n\r\nretry: 1500\n\n" + EVENT)
+
+    with HostileServer(icws(stream)) as server:
+        env = cli_env(ICWS_PASSWORD=PASSWORD)
+        assert icwschat("login", "--server", server.url, "--user", USER, env=env).code == 0
+        proc = spawn("watch", "1001", "--json", "--transport", "sse", "--give-up-after", "60")
+        try:
+            deadline = time.monotonic() + 30
+            while len(opened) < 3 and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=30)
+    assert len(opened) >= 3
+    # The backoff alone would wait at most 1 s after the first close (an event came: attempt 1).
+    assert all(later - earlier >= 1.5 for earlier, later in itertools.pairwise(opened))
 
 
 # ---- the parser: linear, bounded ----------------------------------------------------------------------
