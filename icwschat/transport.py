@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import math
 import re
 import threading
 import time
@@ -23,6 +24,12 @@ SSE_MIN_MESSAGING_VERSION = 2
 SSE_READ_TIMEOUT = 90.0
 """Seconds of silence (not even a keep-alive comment) after which an event stream counts as dead."""
 MAX_EVENT_BYTES = 16 * 1024 * 1024
+SSE_PROVEN_AFTER = 60.0
+"""Seconds an event stream must stay open, and in step, before its keep-alives count as the server working.
+
+Sooner, a server that opens streams and closes them at once (or sends a line that never ends) would never be
+given up on; never, and a quiet chat behind a proxy that cuts long requests would be.
+"""
 RETRY_CAP = 60.0
 """Longest wait, in seconds, that a stream's ``retry:`` field may ask for before the stream is reopened."""
 _RETRY_DIGITS = 9
@@ -38,8 +45,9 @@ class Transport(Protocol):
     def batches(self) -> Iterator[list[Any] | None]:
         """ICWS messages as they arrive, a batch at a time.
 
-        A list, even an empty one, is a reply from the server (so the server is working); ``None`` only says
-        that a stream has opened, which a broken server can do again and again without ever delivering.
+        A list, even an empty one, shows the server working: a poll reply, an event, or a stream that has
+        stayed up in step for a while. ``None`` only says that a stream has opened, which a broken server can
+        do again and again without ever delivering.
         """
         ...
 
@@ -116,6 +124,11 @@ class SSEParser:
             self._check_size()
         return events
 
+    @property
+    def between_events(self) -> bool:
+        """No line or event is half received: the stream is in step, not in the middle of a huge line."""
+        return not self._pieces and not self._data
+
     def _check_size(self) -> None:
         if self._pending + self._size > MAX_EVENT_BYTES:
             raise ProtocolError(
@@ -162,19 +175,26 @@ class SSETransport:
 
     name = "sse"
 
-    def __init__(self, connection: Connection, stop: threading.Event) -> None:
+    def __init__(
+        self, connection: Connection, stop: threading.Event, *, proven_after: float = SSE_PROVEN_AFTER
+    ) -> None:
         self.connection = connection
         self.stop = stop
+        self.proven_after = proven_after
 
     def batches(self) -> Iterator[list[Any] | None]:
         parser = SSEParser()
         with contextlib.closing(self.connection.open_event_stream(SSE_READ_TIMEOUT)) as chunks:
+            proven_at: float | None = time.monotonic() + self.proven_after
             yield None  # the stream is open: the caller may show it as connected
             try:
                 for chunk in chunks:
                     if self.stop.is_set():
                         return
                     yield from _messages(parser.feed(chunk))
+                    if proven_at is not None and time.monotonic() >= proven_at and parser.between_events:
+                        proven_at = None
+                        yield []  # as good as an empty poll reply: a quiet chat is not a failing server
             except ServerUnavailable as error:
                 error.retry_after = _reconnection_delay(parser, error.retry_after)
                 raise
@@ -202,9 +222,22 @@ def _reconnection_delay(parser: SSEParser, asked: float | None) -> float | None:
     return max(asked or 0.0, min(parser.retry_ms / 1000, RETRY_CAP))
 
 
-def choose(name: str, connection: Connection, interval: float, stop: threading.Event) -> Transport:
-    """``auto`` takes SSE when the server's ``messaging`` feature is at least 2."""
+def choose(
+    name: str,
+    connection: Connection,
+    interval: float,
+    stop: threading.Event,
+    *,
+    give_up_after: float = math.inf,
+) -> Transport:
+    """``auto`` takes SSE when the server's ``messaging`` feature is at least 2.
+
+    An event stream that stays up for the whole ``give_up_after`` window (or :data:`SSE_PROVEN_AFTER`, if
+    sooner) shows that the server is not failing.
+    """
     sse = name == "sse" or (
         name == "auto" and connection.session.feature("messaging") >= SSE_MIN_MESSAGING_VERSION
     )
-    return SSETransport(connection, stop) if sse else PollTransport(connection, interval, stop)
+    if sse:
+        return SSETransport(connection, stop, proven_after=min(SSE_PROVEN_AFTER, give_up_after))
+    return PollTransport(connection, interval, stop)

@@ -185,7 +185,13 @@ class Feed(threading.Thread):
                 self.stop.wait(delay)
 
     def _read(self) -> None:
-        transport = choose(self.options.transport, self.connection, self.options.interval, self.stop)
+        transport = choose(
+            self.options.transport,
+            self.connection,
+            self.options.interval,
+            self.stop,
+            give_up_after=self.options.give_up_after,
+        )
         for batch in transport.batches():
             self._tell(_Status("connected", trouble=False))
             if batch is None:

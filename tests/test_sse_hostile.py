@@ -201,6 +201,49 @@ def test_the_stream_is_reopened_no_sooner_than_its_retry_field_asks() -> None:
     assert all(later - earlier >= 1.5 for earlier, later in itertools.pairwise(opened))
 
 
+@pytest.mark.parametrize(
+    ("sent", "proven"),
+    [(b": ping\n\n", True), (b"data: " + b"x" * 65536, False)],
+    ids=["in-step", "mid-line"],
+)
+def test_a_stream_that_stays_up_in_step_counts_as_a_reply(http: HTTP, sent: bytes, proven: bool) -> None:
+    with HostileServer(icws(close_delimited(sent))) as server:
+        stream = SSETransport(connect(http, server), threading.Event(), proven_after=0.0)
+        delivered: list[list[Any] | None] = []
+        with pytest.raises(ServerUnavailable, match="closed the event stream"):
+            delivered.extend(stream.batches())
+    assert delivered == ([None, []] if proven else [None])
+
+
+def test_a_quiet_chat_whose_streams_are_cut_is_not_given_up_on() -> None:
+    """A stream that stays up in step for the whole give-up window shows the server is not failing, even
+    with nothing to deliver: a proxy cutting long requests must not end a watch on a quiet chat."""
+    opened: list[int] = []
+
+    def stream(conn: socket.socket) -> None:
+        opened.append(len(opened) + 1)
+        conn.sendall(STREAM_HEAD + b"Connection: close\r\n\r\n")
+        if len(opened) == 1:
+            conn.sendall(EVENT)  # then cut: the failure clock starts
+            return
+        for _ in range(16):  # 4 s of keep-alives, twice the give-up window, then cut again
+            conn.sendall(b": ping\n\n")
+            time.sleep(0.25)
+
+    with HostileServer(icws(stream)) as server:
+        env = cli_env(ICWS_PASSWORD=PASSWORD)
+        assert icwschat("login", "--server", server.url, "--user", USER, env=env).code == 0
+        proc = spawn("watch", "1001", "--json", "--transport", "sse", "--give-up-after", "2")
+        try:
+            deadline = time.monotonic() + 30
+            while len(opened) < 3 and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            assert len(opened) >= 3 and proc.poll() is None, proc.communicate(timeout=30)[1]
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=30)
+
+
 # ---- the parser: linear, bounded ----------------------------------------------------------------------
 
 
