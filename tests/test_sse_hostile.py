@@ -154,6 +154,29 @@ def test_a_normal_close_waits_for_the_retry_the_stream_asked_for_capped(http: HT
 # ---- the watch: a stream that delivers nothing does not count as a recovery ---------------------------
 
 
+def log_in(server: HostileServer) -> None:
+    env = cli_env(ICWS_PASSWORD=PASSWORD)
+    assert icwschat("login", "--server", server.url, "--user", USER, env=env).code == 0
+
+
+def watch_until_reopened(
+    server: HostileServer, opened: list[Any], give_up_after: str
+) -> tuple[int | None, str]:
+    """Watch until the stream has been opened three times (or the watch ends, or 30 s pass); the watch's exit
+    status by then (None: still running) and its stderr."""
+    log_in(server)
+    proc = spawn("watch", "1001", "--json", "--transport", "sse", "--give-up-after", give_up_after)
+    try:
+        deadline = time.monotonic() + 30
+        while len(opened) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        status = proc.poll()
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    return status, err
+
+
 def never_ending_line(conn: socket.socket) -> None:
     conn.sendall(STREAM_HEAD + b"Connection: close\r\n\r\ndata: ")
     piece = b"x" * 65536
@@ -168,8 +191,7 @@ def never_ending_line(conn: socket.socket) -> None:
 )
 def test_streams_that_deliver_no_event_are_given_up_on(stream: Stream) -> None:
     with HostileServer(icws(stream)) as server:
-        env = cli_env(ICWS_PASSWORD=PASSWORD)
-        assert icwschat("login", "--server", server.url, "--user", USER, env=env).code == 0
+        log_in(server)
         started = time.monotonic()
         result = icwschat("watch", "1001", "--json", "--transport", "sse", "--give-up-after", "2", timeout=40)
         took = time.monotonic() - started
@@ -186,16 +208,7 @@ def test_the_stream_is_reopened_no_sooner_than_its_retry_field_asks() -> None:
         conn.sendall(STREAM_HEAD + b"Connection: close\r\n\r\nretry: 1500\n\n" + EVENT)
 
     with HostileServer(icws(stream)) as server:
-        env = cli_env(ICWS_PASSWORD=PASSWORD)
-        assert icwschat("login", "--server", server.url, "--user", USER, env=env).code == 0
-        proc = spawn("watch", "1001", "--json", "--transport", "sse", "--give-up-after", "60")
-        try:
-            deadline = time.monotonic() + 30
-            while len(opened) < 3 and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
-        finally:
-            proc.terminate()
-            proc.communicate(timeout=30)
+        watch_until_reopened(server, opened, give_up_after="60")
     assert len(opened) >= 3
     # The backoff alone would wait at most 1 s after the first close (an event came: attempt 1).
     assert all(later - earlier >= 1.5 for earlier, later in itertools.pairwise(opened))
@@ -231,17 +244,8 @@ def test_a_quiet_chat_whose_streams_are_cut_is_not_given_up_on() -> None:
             time.sleep(0.25)
 
     with HostileServer(icws(stream)) as server:
-        env = cli_env(ICWS_PASSWORD=PASSWORD)
-        assert icwschat("login", "--server", server.url, "--user", USER, env=env).code == 0
-        proc = spawn("watch", "1001", "--json", "--transport", "sse", "--give-up-after", "2")
-        try:
-            deadline = time.monotonic() + 30
-            while len(opened) < 3 and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
-            assert len(opened) >= 3 and proc.poll() is None, proc.communicate(timeout=30)[1]
-        finally:
-            proc.terminate()
-            proc.communicate(timeout=30)
+        status, err = watch_until_reopened(server, opened, give_up_after="2")
+    assert len(opened) >= 3 and status is None, err
 
 
 # ---- the parser: linear, bounded ----------------------------------------------------------------------
