@@ -110,9 +110,24 @@ def test_server_urls_are_normalised(given: str, expected: str) -> None:
     assert normalize_server(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["cic:8019", "ftp://cic", "https://", "https://u:p@cic", "https://cic/?x=1"])
-def test_bad_server_urls_are_usage_errors(bad: str) -> None:
-    with pytest.raises(UsageError):
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ("cic:8019", "has no scheme"),
+        ("ftp://cic", "not an http"),
+        ("https://", "has no host"),
+        ("http://", "has no host"),
+        ("http://:8018", "has no host"),
+        ("https://u:p@cic", "credentials"),
+        ("https://cic/?x=1", "query"),
+        ("http://cic:notaport", "port that is not a number"),
+        ("https://cic:99999", "port that is not a number"),
+        ("https://cic:0", "port that is not a number"),
+        ("https://[::1", "not a URL"),
+    ],
+)
+def test_bad_server_urls_are_usage_errors_that_say_why(bad: str, words: str) -> None:
+    with pytest.raises(UsageError, match=words):
         normalize_server(bad)
 
 
