@@ -218,21 +218,27 @@ def status(
     """Show the stored session and whether the server still has it (exit 3 when it does not)."""
     import json
 
-    from .client import Connection
-    from .errors import AuthenticationError, SessionGone
+    from .client import Connection, server_version
+    from .errors import AuthenticationError, ICWSError, SessionGone
     from .runtime import make_http
 
     session = env.store.require()
+    http = make_http(session)
     state_names = {0: "none", 1: "up", 2: "down"}
     try:
-        reply = Connection(make_http(session), session).connection_state()
+        reply = Connection(http, session).connection_state()
         code = reply.get("connectionState")
         state = state_names.get(code, "unknown") if isinstance(code, int) else "unknown"
     except SessionGone:
         state = "expired"
+    try:
+        release = server_version(http, session.server)
+    except ICWSError as error:  # the version is a nicety: a server that hides it is still up
+        release = f"unknown ({error})"
     info = {
         "user": session.user,
         "server": session.server,
+        "serverVersion": release,
         "sessionId": session.session_id,
         "features": session.features,
         "connectionState": state,
@@ -242,6 +248,7 @@ def status(
     else:
         env.echo(f"User:       {session.user}")
         env.echo(f"Server:     {session.server}")
+        env.echo(f"ICWS:       {release}")
         env.echo(f"Session:    {session.session_id}")
         env.echo("Features:   " + (", ".join(f"{k} {v}" for k, v in sorted(session.features.items())) or "-"))
         env.echo(f"Connection: {state}")

@@ -779,6 +779,26 @@ def _features(value: Any) -> dict[str, int]:
     return features
 
 
+def server_version(http: HTTP, server: str) -> str:
+    """``GET /icws/connection/version`` (no session needed): the release the server names, e.g.
+    ``2015 R1``; from ``productReleaseDisplayString``, else the major and minor version."""
+    url = f"{server}/icws/connection/version"
+    response = http.send("GET", url, timeout=(3.0, 5.0))
+    raise_for_status(response, "the version check")
+    data = _json(response, "the version check")
+    if not isinstance(data, dict):
+        raise ProtocolError("the version check did not answer a JSON object")
+    release = data.get("productReleaseDisplayString")
+    if isinstance(release, str) and release:
+        return release
+    parts = [
+        str(data.get(k)) for k in ("majorVersion", "minorVersion") if isinstance(data.get(k), (str, int))
+    ]
+    if not parts:
+        raise ProtocolError("the version check named no version")
+    return ".".join(parts)
+
+
 class Connection:
     """Calls made within one ICWS session."""
 

@@ -277,3 +277,10 @@ def test_bash_completes_commands_options_and_their_values() -> None:
 def test_completion_scripts_for_other_shells_name_the_program(shell: str) -> None:
     result = run("completion", shell)
     assert result.code == 0 and "_ICWSCHAT_COMPLETE=complete_" + shell in result.out
+
+
+def test_status_names_the_servers_icws_release(logged_in: SimulatorServer) -> None:
+    shown = run("status")
+    assert shown.code == 0, shown.err
+    assert "ICWS:       2015 R1 (icwschat simulator)" in shown.out
+    assert json.loads(run("status", "--json").out)["serverVersion"] == "2015 R1 (icwschat simulator)"
