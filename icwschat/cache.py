@@ -10,7 +10,7 @@ emitted, so no line is lost or repeated.
 
 A cache stands for one subscription: until its snapshot has arrived, deltas are ignored, because the ones
 queued ahead of it (from an earlier subscription on the same session, say a watcher killed with ``kill -9``)
-are already part of it.
+are already part of it; an interaction state queued there waits for that snapshot.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class ChatCache:
         self._awaiting: set[str] = set(SNAPSHOT_PARTS)
         """Parts whose snapshot from the latest subscription has not arrived: their deltas are stale."""
         self._resyncing = False
+        self._deferred_state: str | None = None
+        """An interaction state that arrived before any snapshot of the latest subscription."""
 
     @property
     def has_snapshot(self) -> bool:
@@ -232,6 +234,9 @@ class ChatCache:
             if not self._awaiting and self._resyncing:
                 self._resyncing = False
                 outcome.events.append(Event(ev.RESYNCED, self.interaction_id, at))
+            if not self._awaiting and self._deferred_state is not None:
+                state, self._deferred_state = self._deferred_state, None
+                self._apply_state(state, at, outcome)
 
     def _morph(self, new_id: str) -> None:
         """Follow the interaction to its new id: what is known is kept, under the new id, so the new
@@ -250,7 +255,11 @@ class ChatCache:
         self.expect_resync()
 
     def _apply_state(self, state: str, at: datetime, outcome: Outcome) -> None:
-        if state in DISCONNECTED_STATES:
+        if self._awaiting >= SNAPSHOT_PARTS:
+            # Queued ahead of the subscription's snapshot, like a stale delta: an "ended" taken now would end
+            # the watch before the snapshot shows the chat, so it waits for that snapshot.
+            self._deferred_state = state
+        elif state in DISCONNECTED_STATES:
             self._end(at, "disconnected", outcome)
 
     def _end(self, at: datetime, reason: str, outcome: Outcome) -> None:

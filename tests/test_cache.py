@@ -313,6 +313,16 @@ def test_deltas_queued_before_the_first_snapshot_are_left_to_it() -> None:
     assert [ln.text for ln in cache.transcript] == ["1", "2", "3"]
 
 
+def test_an_interaction_state_queued_before_the_first_snapshot_does_not_end_the_chat() -> None:
+    """The old watcher's interaction watch said "ended" after it was killed: the new one must still show
+    the chat, then end."""
+    cache = ChatCache(IID)
+    events = apply_all(cache, DISCONNECTED, members_msg(delta=False, added=[member("a")]))
+    assert kinds(events) == ["member_joined"] and not cache.ended
+    events = apply_all(cache, contents_msg(line("a", "1"), delta=False), DISCONNECTED)
+    assert kinds(events) == ["message", "chat_ended"]
+
+
 def test_a_members_snapshot_alone_lets_later_lines_through() -> None:
     """A server that sends no contents snapshot (a chat with no lines yet): a line after our members
     snapshot was queued after our subscription, so it is new, not stale."""
