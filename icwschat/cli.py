@@ -1,4 +1,8 @@
-"""The command line: parse options, call the core, turn errors into the contract's exit codes.
+"""The command line: declare the commands and their options, and call the core.
+
+Each command is a function of an :class:`~icwschat.environment.Environment` and its options; :func:`command`
+registers it with Typer, gives it ``--debug`` and runs it through :func:`icwschat.runtime.run`, the one place
+errors become messages and exit statuses. A test passes its own Environment as Typer's context object.
 
 Everything typer does not already load (requests, rich, logging, the session store, the simulator) is
 imported inside the command that needs it, so ``--help`` and ``--version`` cost little more than typer.
@@ -6,30 +10,25 @@ imported inside the command that needs it, so ``--help`` and ``--version`` cost 
 
 import enum
 import functools
+import inspect
+import math
 import os
 import re
-import signal
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
-from types import FrameType
-from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from . import __version__
-from .errors import ExitCode, ICWSError, Terminated, UsageError, exit_code
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from .client import HTTP
     from .environment import Environment
-    from .session import Session
-    from .sinks import Sink
 
-ISSUES_URL = "https://github.com/icwschat/icwschat/issues"
 INTERACTION_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
 
 app = typer.Typer(
@@ -37,7 +36,7 @@ app = typer.Typer(
     help="Follow Genesys PureConnect (ICWS) chats from the command line.\n\n"
     "Log in once, then watch a chat live, pipe it as NDJSON events, or take a transcript. "
     "Try it without a server: icwschat demo.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -52,8 +51,10 @@ class TransportChoice(str, enum.Enum):
     sse = "sse"
 
 
-class State:
-    debug = False
+DEBUG_HELP = (
+    "Log every request and reply to stderr (tokens, cookies and passwords redacted); also ICWSCHAT_DEBUG=1."
+)
+DebugOption = Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)]
 
 
 def _version(value: bool) -> None:
@@ -64,37 +65,67 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
-    debug: Annotated[
-        bool,
-        typer.Option(
-            "--debug",
-            help="Log every request and reply to stderr (tokens, cookies and passwords redacted).",
-        ),
-    ] = False,
+    debug: DebugOption = False,
 ) -> None:
-    State.debug = debug
     if debug:
-        import logging
-
-        logging.basicConfig(
-            level=logging.DEBUG,
-            stream=sys.stderr,
-            format="%(asctime)s %(name)s: %(message)s",
-        )
-        logging.getLogger("urllib3").setLevel(logging.INFO)
+        environment(ctx).debug = True
+    if ctx.invoked_subcommand is None:
+        # Asking for nothing is asking what there is: the help, on stdout, and success (as gh does).
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
 
 
-def environment() -> "Environment":
-    from .environment import Environment
+def environment(ctx: typer.Context) -> "Environment":
+    """The Environment a test passed as context object, else one built from this process, once."""
+    root = ctx.find_root()
+    if root.obj is None:
+        from .environment import Environment
 
-    return Environment()
+        root.obj = Environment()
+    env: Environment = root.obj
+    return env
+
+
+def command(fn: Callable[..., None]) -> Callable[..., None]:
+    """Register ``fn(env, **options)`` as a command: it receives the Environment, accepts ``--debug`` after
+    the command name too, and ends with the contract's exit status."""
+    from_fn = list(inspect.signature(fn).parameters.values())[1:]
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    debug = inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=DebugOption)
+
+    @functools.wraps(fn)
+    def run(ctx: typer.Context, *args: Any, debug: bool = False, **kwargs: Any) -> None:
+        from .runtime import run as run_command
+
+        env = environment(ctx)
+        env.debug = env.debug or debug
+        raise typer.Exit(run_command(env, lambda: fn(env, *args, **kwargs)))
+
+    parameters = [context, *from_fn, debug]
+    run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(run)
 
 
 # ---- shared option types ---------------------------------------------------------------------------
+
+
+def _finite(value: float) -> float:
+    """typer's range check lets NaN through (every comparison with it is false), and infinity past a
+    minimum: neither is a usable number."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def finite(help: str, *, minimum: float, metavar: str = "SECONDS") -> Any:
+    return typer.Option(min=minimum, metavar=metavar, callback=_finite, help=help)
+
 
 PasswordStdin = Annotated[
     bool,
@@ -104,7 +135,7 @@ PasswordStdin = Annotated[
     ),
 ]
 InteractionArg = Annotated[str, typer.Argument(metavar="INTERACTION_ID", help="The chat interaction's id.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Write the contract's events as NDJSON.")]
+JsonEvents = Annotated[bool, typer.Option("--json", help="Write the contract's events as NDJSON.")]
 
 
 def interaction_id(value: str) -> str:
@@ -116,80 +147,12 @@ def interaction_id(value: str) -> str:
     return value
 
 
-def read_password(env: "Environment", password_stdin: bool, *, prompt_for: str | None) -> str | None:
-    """The password from ICWS_PASSWORD, else stdin, else a hidden prompt (when ``prompt_for`` is given)."""
-    if env.password:
-        return env.password
-    if password_stdin:
-        line = env.stdin.readline().rstrip("\r\n")
-        if not line:
-            raise UsageError("--password-stdin was given but standard input held no password")
-        return line
-    if prompt_for is None:
-        return None
-    if not env.stdin_isatty:
-        raise UsageError(
-            "no password: standard input is not a terminal",
-            hint="set ICWS_PASSWORD or pipe it with --password-stdin",
-        )
-    import getpass
-
-    return getpass.getpass(f"Password for {prompt_for}: ")
-
-
-def make_http(session: "Session") -> "HTTP":
-    from .client import HTTP
-
-    return HTTP(language=session.language, ca_bundle=session.ca_bundle, insecure=session.insecure)
-
-
-def say(env: "Environment", text: str) -> None:
-    env.stderr.write(f"icwschat: {text}\n")
-    env.stderr.flush()
-
-
-def guarded(command: Callable[..., None]) -> Callable[..., None]:
-    """The one place errors become messages and exit statuses, wrapped around every command."""
-
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> None:
-        raise typer.Exit(outcome(lambda: command(*args, **kwargs)))
-
-    return run
-
-
-def outcome(action: Callable[[], None]) -> int:
-    try:
-        action()
-    except ICWSError as error:
-        report(error, sys.stderr)
-        return exit_code(error)
-    except (KeyboardInterrupt, Terminated) as interrupted:
-        return exit_code(interrupted)
-    except BrokenPipeError:
-        quiet_stdout()
-        return ExitCode.OK
-    except typer.Exit:
-        raise
-    except Exception:  # noqa: BLE001 - the last resort: a bug is reported, never shown as a traceback
-        sys.stderr.write(
-            "icwschat: unexpected error: this is a bug in icwschat.\n"
-            f"  Please report it at {ISSUES_URL} with the output of the same command run with --debug.\n"
-        )
-        if State.debug:
-            import traceback
-
-            traceback.print_exc()
-        return ExitCode.BUG
-    return ExitCode.OK
-
-
 # ---- commands --------------------------------------------------------------------------------------
 
 
-@app.command()
-@guarded
+@command
 def login(
+    env: "Environment",
     server: Annotated[
         str,
         typer.Option(
@@ -224,58 +187,45 @@ def login(
     The password comes from ICWS_PASSWORD, else --password-stdin, else a hidden prompt; it is never
     written to disk.
     """
-    from .client import HTTP, alternate_server, normalize_server
-    from .client import login as icws_login
+    from .client import alternate_server, normalize_server
+    from .runtime import LoginRequest, read_password, warn_about_transport
 
-    env = environment()
     base = normalize_server(server)
     alternate_server(base, "probe")  # rejects a server URL no alternate host could be put into
-    if insecure:
-        say(
-            env,
-            "WARNING: --insecure: TLS certificates are NOT verified; anyone on the network can "
-            "read or take over this session.",
-        )
+    request = LoginRequest(
+        base, user, app_name, language, str(ca_bundle.resolve()) if ca_bundle else None, insecure
+    )
+    warn_about_transport(env, base, insecure=insecure)
+    env.store.check_writable()  # before the server creates a session this command could not keep
     password = read_password(env, password_stdin, prompt_for=f"{user} at {base}")
     assert password is not None
-    bundle = str(ca_bundle.resolve()) if ca_bundle else None
-    http = HTTP(language=language, ca_bundle=bundle, insecure=insecure)
 
-    def announce(host: str, error: ICWSError) -> None:
-        say(env, f"{error.message}; trying alternate host {host}")
+    def announce(host: str, error: Exception) -> None:
+        env.say(f"{error}; trying alternate host {host}")
 
-    session = icws_login(
-        http,
-        base,
-        user,
-        password,
-        app_name=app_name,
-        language=language,
-        ca_bundle=bundle,
-        insecure=insecure,
-        on_switchover=announce,
-    )
+    session = request.log_in(password, on_switchover=announce)
     env.store.save(session)
     features = ", ".join(f"{k} {v}" for k, v in sorted(session.features.items())) or "none reported"
-    typer.echo(f"Logged in to {session.server} as {session.user} (session {session.session_id}).")
-    typer.echo(f"Features: {features}")
+    env.echo(f"Logged in to {session.server} as {session.user} (session {session.session_id}).")
+    env.echo(f"Features: {features}")
 
 
-@app.command()
-@guarded
-def status(json_out: JsonOption = False) -> None:
+@command
+def status(
+    env: "Environment",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the session as one JSON object.")] = False,
+) -> None:
     """Show the stored session and whether the server still has it (exit 3 when it does not)."""
     import json
 
     from .client import Connection
     from .errors import AuthenticationError, SessionGone
+    from .runtime import make_http
 
-    env = environment()
     session = env.store.require()
-    http = make_http(session)
     state_names = {0: "none", 1: "up", 2: "down"}
     try:
-        reply = Connection(http, session).connection_state()
+        reply = Connection(make_http(session), session).connection_state()
         code = reply.get("connectionState")
         state = state_names.get(code, "unknown") if isinstance(code, int) else "unknown"
     except SessionGone:
@@ -288,30 +238,27 @@ def status(json_out: JsonOption = False) -> None:
         "connectionState": state,
     }
     if json_out:
-        typer.echo(json.dumps(info))
+        env.echo(json.dumps(info))  # ASCII only: every control character is escaped, the text exact
     else:
-        typer.echo(f"User:       {session.user}")
-        typer.echo(f"Server:     {session.server}")
-        typer.echo(f"Session:    {session.session_id}")
-        typer.echo(
-            "Features:   " + (", ".join(f"{k} {v}" for k, v in sorted(session.features.items())) or "-")
-        )
-        typer.echo(f"Connection: {state}")
+        env.echo(f"User:       {session.user}")
+        env.echo(f"Server:     {session.server}")
+        env.echo(f"Session:    {session.session_id}")
+        env.echo("Features:   " + (", ".join(f"{k} {v}" for k, v in sorted(session.features.items())) or "-"))
+        env.echo(f"Connection: {state}")
     if state != "up":
         raise AuthenticationError(f"the server reports the session as {state}; run icwschat login")
 
 
-@app.command()
-@guarded
-def logout() -> None:
+@command
+def logout(env: "Environment") -> None:
     """End the session on the server and forget it here (exit 0 also when it had already expired)."""
     from .client import Connection
     from .errors import SessionGone
+    from .runtime import make_http
 
-    env = environment()
     session = env.store.load()
     if session is None:
-        typer.echo("Not logged in; nothing to do.")
+        env.echo("Not logged in; nothing to do.")
         return
     try:
         Connection(make_http(session), session).logout()
@@ -319,21 +266,18 @@ def logout() -> None:
     except SessionGone:
         message = "The server session had already expired; forgot it here."
     env.store.forget()
-    typer.echo(message)
+    env.echo(message)
 
 
-@app.command()
-@guarded
+@command
 def watch(
+    env: "Environment",
     interaction: InteractionArg,
-    json_out: JsonOption = False,
+    json_out: JsonEvents = False,
     raw: Annotated[
         bool, typer.Option("--raw", help="Write every ICWS message as received, one per line.")
     ] = False,
-    interval: Annotated[
-        float,
-        typer.Option(min=0.1, metavar="SECONDS", help="Seconds between short polls (after each reply)."),
-    ] = 1.0,
+    interval: Annotated[float, finite("Seconds between short polls (after each reply).", minimum=0.1)] = 1.0,
     transport: Annotated[
         TransportChoice,
         typer.Option(help="How to read messages: auto = server-sent events when the server offers them."),
@@ -342,8 +286,7 @@ def watch(
         bool, typer.Option("--keep-subscription", help="Leave the server subscription in place on exit.")
     ] = False,
     give_up_after: Annotated[
-        float,
-        typer.Option(min=0, metavar="SECONDS", help="Seconds of failed retries before giving up (exit 5)."),
+        float, finite("Seconds of failed retries before giving up (exit 5).", minimum=0)
     ] = 300.0,
     password_stdin: PasswordStdin = False,
 ) -> None:
@@ -353,10 +296,10 @@ def watch(
     NDJSON events with --json. With ICWS_PASSWORD (or --password-stdin) set, a dropped session is renewed
     by itself and the transcript resynchronised, never losing or repeating a line.
     """
+    from .runtime import choose_sink, follow
     from .watch import WatchOptions
 
-    if json_out and raw:
-        raise UsageError("--json and --raw cannot be used together")
+    sink = choose_sink(env, json_out=json_out, raw=raw)
     options = WatchOptions(
         interaction_id=interaction_id(interaction),
         transport=transport.value,
@@ -364,26 +307,20 @@ def watch(
         keep_subscription=keep_subscription,
         give_up_after=give_up_after,
     )
-    env = environment()
-    follow(env, options, choose_sink(env, json_out=json_out, raw=raw), password_stdin)
+    follow(env, options, sink, password_stdin)
 
 
-@app.command()
-@guarded
+@command
 def transcript(
+    env: "Environment",
     interaction: InteractionArg,
-    json_out: JsonOption = False,
+    json_out: JsonEvents = False,
     timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.1,
-            metavar="SECONDS",
-            help="Seconds to wait for the server's snapshot before giving up (exit 5).",
-        ),
+        float, finite("Seconds to wait for the server's snapshot before giving up (exit 5).", minimum=0.1)
     ] = 30.0,
 ) -> None:
     """Print a chat's members and transcript so far, then remove the subscription."""
-    from .render import make_console, print_transcript
+    from .runtime import choose_sink, follow
     from .watch import WatchOptions
 
     options = WatchOptions(
@@ -394,23 +331,23 @@ def transcript(
         snapshot_timeout=timeout,
         give_up_after=timeout,
     )
-    env = environment()
     if json_out or not env.stdout_isatty:
         follow(env, options, choose_sink(env, json_out=json_out, raw=False), password_stdin=False)
         return
+    from .render import make_console, print_transcript
     from .sinks import LineSink
 
     watcher = follow(env, options, LineSink(env.stdout_bytes, env.stderr), password_stdin=False)
     print_transcript(make_console(env.stdout, no_color=env.no_color), watcher.info(), watcher.cache)
 
 
-@app.command()
-@guarded
+@command
 def replay(
+    env: "Environment",
     capture: Annotated[
         str, typer.Argument(metavar="FILE", help="A capture written by watch --raw, or - for standard input.")
     ],
-    json_out: JsonOption = False,
+    json_out: JsonEvents = False,
     interaction: Annotated[
         str | None,
         typer.Option(
@@ -425,8 +362,8 @@ def replay(
     view; into a pipe the plain log. Lines that are not JSON (a capture cut short) are skipped with a note.
     """
     from .replay import replay as play
+    from .runtime import choose_sink, handled_signals
 
-    env = environment()
     iid = interaction_id(interaction) if interaction is not None else None
     sink = choose_sink(env, json_out=json_out, raw=False, live=False)
     source: AbstractContextManager[IO[bytes]]
@@ -447,34 +384,32 @@ def replay(
         report = play(stream, name, sink, iid)
     if report.bad_lines:
         count = len(report.bad_lines)
-        say(
-            env,
+        env.say(
             f"skipped {count} line{'s' if count != 1 else ''} that held no JSON "
-            f"(first: line {report.bad_lines[0]})",
+            f"(first: line {report.bad_lines[0]})"
         )
 
 
-@app.command()
-@guarded
-def unsubscribe(interaction: InteractionArg) -> None:
+@command
+def unsubscribe(env: "Environment", interaction: InteractionArg) -> None:
     """Remove the chat subscription (exit 0 also when there was none)."""
     from .client import Connection
+    from .runtime import make_http
 
-    env = environment()
     iid = interaction_id(interaction)
     session = env.store.require()
     connection = Connection(make_http(session), session)
     removed = connection.unsubscribe_chat(iid)
     connection.unwatch_interaction(iid)
     if removed:
-        typer.echo(f"Removed the chat subscription for interaction {iid}.")
+        env.echo(f"Removed the chat subscription for interaction {iid}.")
     else:
-        typer.echo(f"There was no chat subscription for interaction {iid}; nothing to remove.")
+        env.echo(f"There was no chat subscription for interaction {iid}; nothing to remove.")
 
 
-@app.command()
-@guarded
+@command
 def simulate(
+    env: "Environment",
     port: Annotated[
         int, typer.Option(min=0, max=65535, metavar="PORT", help="TCP port (0 picks a free one).")
     ] = 8018,
@@ -483,7 +418,7 @@ def simulate(
     ] = "127.0.0.1",
     speed: Annotated[
         float,
-        typer.Option(min=0.01, metavar="FACTOR", help="Play the scripted chats this many times faster."),
+        finite("Play the scripted chats this many times faster.", minimum=0.01, metavar="FACTOR"),
     ] = 1.0,
     scenarios: Annotated[
         Path | None,
@@ -505,43 +440,42 @@ def simulate(
     ] = 2,
 ) -> None:
     """Run the bundled ICWS simulator on loopback until Ctrl-C."""
-    env = environment()
+    from .runtime import start_simulator, wait_for_interrupt
+
     server = start_simulator(host, port, speed, scenarios, messaging_version)
-    sim = server.simulator
-    user, password = next(iter(sim.users.items()))
-    typer.echo(f"ICWS simulator listening on {server.url}")
-    typer.echo(f"  user: {user}   password: {password}")
-    for iid, scenario in sim.scenarios.items():
-        typer.echo(f"  interaction {iid}: {scenario.title}")
-    typer.echo(f"Log in with:  ICWS_PASSWORD={password} icwschat login --server {server.url} --user {user}")
-    typer.echo("Press Ctrl-C to stop.")
-    env.stdout.flush()
     try:
-        signal.pause()
+        sim = server.simulator
+        user, password = next(iter(sim.users.items()))
+        env.echo(f"ICWS simulator listening on {server.url}")
+        env.echo(f"  user: {user}   password: {password}")
+        for iid, scenario in sim.scenarios.items():
+            env.echo(f"  interaction {iid}: {scenario.title}")
+        env.echo(f"Log in with:  ICWS_PASSWORD={password} icwschat login --server {server.url} --user {user}")
+        env.echo("Press Ctrl-C to stop.")
+        wait_for_interrupt()
     finally:
         server.stop()
 
 
-@app.command()
-@guarded
+@command
 def demo(
+    env: "Environment",
     speed: Annotated[
-        float, typer.Option(min=0.01, metavar="FACTOR", help="Play the chat this many times faster.")
+        float,
+        finite("Play the chat this many times faster.", minimum=0.01, metavar="FACTOR"),
     ] = 1.0,
-    json_out: JsonOption = False,
+    json_out: JsonEvents = False,
 ) -> None:
     """Start the simulator, log in to it and watch its busiest chat. Touches no stored session."""
-    from .client import HTTP
-    from .client import login as icws_login
+    from .runtime import LoginRequest, choose_sink, handled_signals, make_http, start_simulator
     from .watch import Watcher, WatchOptions
 
-    env = environment()
     server = start_simulator("127.0.0.1", 0, speed, None, 2)
     try:
         sim = server.simulator
         user, password = next(iter(sim.users.items()))
         busiest = max((s for s in sim.scenarios.values() if s.is_chat and s.rights), key=lambda s: s.lines)
-        session = icws_login(HTTP(), server.url, user, password, app_name="icwschat demo")
+        session = LoginRequest(server.url, user, "icwschat demo").log_in(password)
         sink = choose_sink(env, json_out=json_out, raw=False)
         options = WatchOptions(interaction_id=busiest.interaction_id)
         with handled_signals():
@@ -550,109 +484,62 @@ def demo(
         server.stop()
 
 
-def start_simulator(
-    host: str, port: int, speed: float, scenarios: Path | None, messaging_version: int
-) -> Any:
-    from .simulator import Simulator, SimulatorServer, load_scenarios
-    from .simulator.scenarios import ScenarioError
-
-    try:
-        sim = Simulator(load_scenarios(scenarios), speed=speed, messaging_version=messaging_version)
-        return SimulatorServer(sim, host=host, port=port).start()
-    except ScenarioError as exc:
-        raise UsageError(f"cannot load scenarios: {exc}") from exc
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    except OSError as exc:
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="pick another --port (0 picks a free one)",
-        ) from exc
+class Shell(str, enum.Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
 
 
-# ---- the watch plumbing shared by watch, transcript and demo ----------------------------------------
+@command
+def completion(
+    env: "Environment",
+    shell: Annotated[Shell, typer.Argument(help="The shell to complete in.", metavar="bash|zsh|fish")],
+) -> None:
+    """Print the shell completion script: commands, options and their values.
+
+    bash: icwschat completion bash > ~/.local/share/bash-completion/completions/icwschat
+    zsh:  icwschat completion zsh > "${fpath[1]}/_icwschat"
+    fish: icwschat completion fish > ~/.config/fish/completions/icwschat.fish
+    """
+    # typer (pinned below 0.29) answers completion requests itself, on every run, through
+    # _ICWSCHAT_COMPLETE; its own scripts are the ones that speak that protocol.
+    from typer._completion_shared import get_completion_script
+
+    script = get_completion_script(prog_name="icwschat", complete_var=COMPLETE_VAR, shell=shell.value)
+    env.stdout.write(script.strip() + "\n")
 
 
-def choose_sink(env: "Environment", *, json_out: bool, raw: bool, live: bool = True) -> "Sink":
-    """NDJSON, raw messages, the view on a terminal (live, or only its final frame), else a plain log."""
-    from .sinks import JSONSink, PlainSink, RawSink
+@command
+def version(
+    env: "Environment",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the versions as one JSON object.")] = False,
+) -> None:
+    """Print the versions of icwschat, Python and the libraries it runs on (for a bug report)."""
+    import json
+    import platform
+    from importlib import metadata
 
+    versions = {"icwschat": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for name in ("typer", "requests", "urllib3", "rich", "werkzeug", "orjson", "platformdirs", "keyring"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
     if json_out:
-        return JSONSink(env.stdout_bytes, env.stderr)
-    if raw:
-        return RawSink(env.stdout_bytes, env.stderr)
-    if env.stdout_isatty:
-        from .render import FrameSink, LiveSink, make_console
-
-        console = make_console(env.stdout, no_color=env.no_color)
-        return LiveSink(console) if live else FrameSink(console)
-    return PlainSink(env.stdout_bytes, env.stderr)
+        env.echo(json.dumps(versions))
+    else:
+        for name, value in versions.items():
+            env.echo(f"{name + ':':<14}{value}")
 
 
-def follow(env: "Environment", options: Any, sink: "Sink", password_stdin: bool) -> Any:
-    """Run a watcher on the stored session, holding the queue lock, renewing the session if it can."""
-    from .client import login as icws_login
-    from .watch import Watcher
-
-    store = env.store
-    session = store.require()
-    password = read_password(env, password_stdin, prompt_for=None)
-    relogin: Callable[[], Session] | None = None
-    if password is not None:
-
-        def relogin() -> "Session":
-            return icws_login(
-                make_http(session),
-                session.server,
-                session.user,
-                password,
-                app_name=session.app_name,
-                language=session.language,
-                ca_bundle=session.ca_bundle,
-                insecure=session.insecure,
-            )
-
-    watcher = Watcher(
-        lambda: make_http(session), session, options, sink, relogin=relogin, on_session=store.save
-    )
-    with store.queue_lock(), handled_signals():
-        watcher.run()
-    return watcher
-
-
-@contextmanager
-def handled_signals() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C does (so subscriptions are removed, a replay's parser ended), with exit
-    status 143."""
-
-    def terminate(signum: int, frame: FrameType | None) -> NoReturn:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-# ---- reporting ----------------------------------------------------------------------------------------
-
-
-def report(error: ICWSError, stream: Any) -> None:
-    stream.write(f"icwschat: error: {error.message}\n")
-    details = error.details()
-    if details:
-        stream.write(f"  server said: {details}\n")
-    if error.hint:
-        stream.write(f"  hint: {error.hint}\n")
-    stream.flush()
-
-
-def quiet_stdout() -> None:
-    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush stays silent."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+COMPLETE_VAR = "_ICWSCHAT_COMPLETE"
 
 
 def main() -> None:
+    if COMPLETE_VAR in os.environ:
+        # typer registers its shells' completion classes only for its own --install-completion option,
+        # which icwschat replaces with the completion command; only a completion request pays for them.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     app(prog_name="icwschat")

@@ -13,11 +13,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from . import __version__
 from .errors import (
@@ -475,12 +476,14 @@ class Connection:
             raise ProtocolError("the message queue did not answer a JSON array")
         return data
 
-    def open_event_stream(self, read_timeout: float) -> Iterator[bytes]:
-        """Open server-sent events on the message queue URL; raw byte chunks in arrival order."""
+    def open_event_stream(self, read_timeout: float) -> Generator[bytes, None, None]:
+        """Open server-sent events on the message queue URL; raw byte chunks as they arrive."""
         response = self.http.send(
             "GET",
             f"{self.base}/messaging/messages",
-            headers={**self._headers(), "Accept": "text/event-stream"},
+            # Uncompressed: a stream cannot be read a bounded piece at a time through a decompressor that
+            # may inflate each piece a thousandfold.
+            headers={**self._headers(), "Accept": "text/event-stream", "Accept-Encoding": "identity"},
             stream=True,
             timeout=(self.http.timeout[0], read_timeout),
         )
@@ -492,16 +495,34 @@ class Connection:
                     f"the server answered the event stream request with {media or 'no media type'}",
                     hint="use --transport poll",
                 )
+            if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+                raise ProtocolError(
+                    "the server compressed the event stream although it was asked not to",
+                    hint="use --transport poll",
+                )
         except BaseException:
             response.close()
             raise
-        return _chunks(response)
+        return _chunks(response, read_timeout)
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
+STREAM_READ_SIZE = 8192
+
+
+def _chunks(response: requests.Response, read_timeout: float) -> Generator[bytes, None, None]:
+    """The body as it arrives, whatever its framing.
+
+    ``read1`` returns as soon as some bytes are there, from a chunked body and from one that ends when the
+    connection closes alike; ``iter_content`` would read a close-delimited body to its end first.
+    """
     try:
-        yield from response.iter_content(chunk_size=None)
-    except requests.exceptions.RequestException as exc:
+        while chunk := response.raw.read1(STREAM_READ_SIZE):
+            yield chunk
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise ServerUnavailable(
+            f"the event stream sent nothing, not even a keep-alive, for {read_timeout:g} s"
+        ) from exc
+    except urllib3.exceptions.HTTPError as exc:
         raise ServerUnavailable(f"the event stream broke: {_reason(exc)}") from exc
     finally:
         response.close()

@@ -1,7 +1,11 @@
-"""The process's surroundings as one object: streams, whether they are terminals, colour, state directory.
+"""The process's surroundings as one object: streams, whether they are terminals, colour, state directory,
+debug, and the one way text reaches the user.
 
-Renderers and sinks receive it; nothing deep in the code reads ``sys.stdout`` or ``os.environ``, so tests
-build an ``Environment`` instead of patching globals.
+Commands, renderers and sinks receive it; nothing deep in the code reads ``sys.stdout`` or ``os.environ``, so
+tests build an ``Environment`` (and read what it wrote) instead of patching globals. Every line of text
+written through :meth:`Environment.echo` and :meth:`Environment.say` passes through
+:func:`icwschat.textsafe.inert`: messages quote server text (error bodies, host names, user ids, media
+types), and none of it may act on a terminal.
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from .session import SessionStore, state_dir
+from .textsafe import inert
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 @dataclass
@@ -25,6 +34,8 @@ class Environment:
     no_color: bool = field(default_factory=lambda: bool(os.environ.get("NO_COLOR")))
     state_dir: Path = field(default_factory=state_dir)
     password: str | None = field(default_factory=lambda: os.environ.get("ICWS_PASSWORD") or None, repr=False)
+    debug: bool = field(default_factory=lambda: _flag("ICWSCHAT_DEBUG"))
+    """``--debug`` (before or after the command) or ``ICWSCHAT_DEBUG=1``: log requests, show tracebacks."""
 
     @property
     def stdout_bytes(self) -> IO[bytes]:
@@ -33,3 +44,13 @@ class Environment:
     @property
     def store(self) -> SessionStore:
         return SessionStore(self.state_dir)
+
+    def echo(self, text: str) -> None:
+        """A line of results on stdout, made inert (it may quote the server)."""
+        self.stdout.write(inert(text) + "\n")
+        self.stdout.flush()
+
+    def say(self, text: str, *, prefix: str = "icwschat: ") -> None:
+        """A notice on stderr, made inert (it may quote the server)."""
+        self.stderr.write(prefix + inert(text) + "\n")
+        self.stderr.flush()

@@ -6,30 +6,74 @@ text may carry) and NaN; those fall back to the standard library, so every strin
 standard library would write it. Differences remain only in numbers ICWS does not send: integers beyond
 64 bits are read as floats, floats may be spelled differently (``1.5e-7`` for ``1.5e-07``), and NaN or
 infinity (not JSON at all) are written as ``null``.
+
+A document nested deeper than :data:`MAX_DEPTH` is not JSON here: ``ValueError`` like any other. orjson reads
+1024 levels and the standard library up to the recursion limit, but ``repr()`` and the standard library's
+writer give up near 1000 levels less the caller's stack, so such a message would crash whatever reports or
+writes it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import orjson
 
+MAX_DEPTH = 512
+"""Levels of arrays and objects a document may nest: ICWS nests half a dozen, and ``repr()`` handles this
+many with room to spare."""
+_TOO_DEEP = f"JSON nested too deep to read (more than {MAX_DEPTH} levels)"
+_SHALLOW_LENGTH = 2 * MAX_DEPTH
+"""A document this long or shorter cannot nest too deep: each level takes two brackets."""
+
 
 def loads(data: bytes | str) -> Any:
-    """Parse one JSON document; raises ``ValueError`` when neither parser accepts it."""
+    """Parse one JSON document; raises ``ValueError`` when neither parser accepts it, or it nests too deep."""
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            raise ValueError(_TOO_DEEP) from None
+    if len(data) > _SHALLOW_LENGTH:
+        _check_depth(data, value)
+    return value
 
 
 def loads_all(documents: list[bytes]) -> list[Any]:
     """Parse every document, in one pass when orjson takes them all; raises ``ValueError``."""
     try:
-        return [orjson.loads(document) for document in documents]
+        values = [orjson.loads(document) for document in documents]
     except orjson.JSONDecodeError:
         return [loads(document) for document in documents]
+    # Nearly every message is short: the long ones are picked out without a Python loop over all of them.
+    if documents and max(map(len, documents)) > _SHALLOW_LENGTH:
+        longer = map(_SHALLOW_LENGTH.__lt__, map(len, documents))
+        for document, value in itertools.compress(zip(documents, values, strict=True), longer):
+            _check_depth(document, value)
+    return values
+
+
+def _check_depth(document: bytes | str, value: Any) -> None:
+    # Nor can a document nest deeper than its count of opening brackets, which is far quicker to take than
+    # a walk over the value.
+    raw = document.encode() if isinstance(document, str) else document
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+        raise ValueError(_TOO_DEEP)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    pending = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def stdlib_line(value: Any) -> bytes:

@@ -6,7 +6,7 @@ All of them write to a binary stream, flush after every line, and never emit col
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
 from . import events as ev
@@ -14,7 +14,7 @@ from .cache import ChatCache
 from .events import Event
 from .jsonio import dumps_lines
 from .models import Member
-from .textsafe import inert
+from .textsafe import inert, inert_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,24 +77,45 @@ class LineSink:
         pass
 
 
-class JSONSink(LineSink):
+def _inert_lines(values: list[Any]) -> bytes:
+    return inert_json(dumps_lines(values))
+
+
+class JSONLinesSink(LineSink):
+    """JSON values a line each. On a terminal (``terminal``) every character a terminal would act on is
+    written as a ``\\uXXXX`` escape: the decoded text stays exact, and a pipe keeps the fast path."""
+
+    def __init__(self, out: IO[bytes], err: IO[str], *, terminal: bool = False) -> None:
+        super().__init__(out, err)
+        self._lines = _inert_lines if terminal else dumps_lines
+
+    def write_json(self, values: list[Any]) -> None:
+        self.write(self._lines(values))
+
+
+class JSONSink(JSONLinesSink):
     """``--json``: the contract's events as NDJSON."""
 
     def update(self, events: list[Event], cache: ChatCache) -> None:
         if events:
-            self.write(dumps_lines([event.to_json() for event in events]))
+            self.write_json([event.to_json() for event in events])
 
 
-class RawSink(LineSink):
+class RawSink(JSONLinesSink):
     """``--raw``: every ICWS message exactly as received, one compact JSON object per line."""
 
     def raw(self, messages: list[Any]) -> None:
         if messages:
-            self.write(dumps_lines(messages))
+            self.write_json(messages)
 
 
 def clock(moment: datetime) -> str:
-    return moment.astimezone().strftime("%H:%M:%S")
+    """The time of day in the local zone; in UTC, marked ``Z``, when the local date is out of ``datetime``'s
+    range (a server may stamp lines 0001-01-01 or 9999-12-31, and one step east or west falls off)."""
+    try:
+        return moment.astimezone().strftime("%H:%M:%S")
+    except (OverflowError, OSError):  # OSError: the C library's localtime() refused the date
+        return moment.astimezone(timezone.utc).strftime("%H:%M:%SZ")
 
 
 def _who(member: Member) -> str:

@@ -241,11 +241,18 @@ class Feed(threading.Thread):
         return not self.halted.is_set()
 
     def _read(self) -> None:
-        transport = choose(self.options.transport, self.connection, self.options.interval, self.stop)
+        transport = choose(
+            self.options.transport,
+            self.connection,
+            self.options.interval,
+            self.stop,
+            give_up_after=self.options.give_up_after,
+        )
         for batch in transport.batches():
-            if self.backoff.failing_since is not None:
-                self.backoff.reset()
             self._tell(_Status("connected", trouble=False))
+            if batch is None:
+                continue  # a stream that opens and then delivers nothing must not end the backoff
+            self.backoff.reset()
             if batch:
                 self.out.put(_Batch(batch))
             if any(_connection_down(message) for message in batch):

@@ -88,6 +88,8 @@ class HostileServer:
 
     def stop(self) -> None:
         self._closing = True
+        with contextlib.suppress(OSError):  # wakes the accept() below, which close() alone does not
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for conn in list(self._connections):
             with contextlib.suppress(OSError):

@@ -62,7 +62,7 @@ def test_live_view_shows_the_chat_and_keeps_hostile_text_inert(logged_in: Simula
     text = "\n".join(screen.display)
     assert code == 0
     assert "interaction 1001" in text and "chat ended" in text
-    assert " system  IC System" in text and " agent  Agent One" in text
+    assert " system  IC System" in text and " you  Agent One" in text
     assert "Jane Doe: ok" in text
     assert "␛]0;pwned␇" in text and "[red]not markup[/red]" in text
     assert screen.title == ""

@@ -55,6 +55,7 @@ def test_expired_session_is_renewed_and_resynced(paced: SimulatorServer, transpo
     assert [e["event"] for e in events].count("resynced") == 1
     assert_every_line_once(paced, events)
     assert paced.simulator.logins == 2
+    assert paced.simulator.faults.injected == {"expireSessions": 1}
 
 
 def test_connection_down_message_is_a_lost_session(paced: SimulatorServer) -> None:
@@ -65,12 +66,14 @@ def test_connection_down_message_is_a_lost_session(paced: SimulatorServer) -> No
     assert code == 0, err
     assert [e["event"] for e in events].count("resynced") == 1
     assert_every_line_once(paced, events)
+    assert paced.simulator.faults.injected == {"dropSessions": 1}
 
 
 def test_expired_session_without_a_password_exits_3(paced: SimulatorServer) -> None:
     code, _events, err = watch_with_fault(paced, paced.simulator.expire_sessions, password=False)
     assert code == 3
     assert "session expired; run icwschat login" in err
+    assert paced.simulator.faults.injected == {"expireSessions": 1}
 
 
 @pytest.mark.parametrize("transport", ["poll", "sse"])
@@ -89,6 +92,8 @@ def test_a_reply_cut_after_the_server_dequeued_it_loses_nothing(
     assert code == 0, err
     assert [e["event"] for e in events].count("resynced") == 1
     assert_every_line_once(paced, events)
+    knob = "pollFailures" if transport == "poll" else "corruptEvents"
+    assert paced.simulator.faults.injected == {knob: 1}
 
 
 def test_bursts_of_500_truncated_json_and_503_are_retried(paced: SimulatorServer) -> None:
@@ -99,6 +104,7 @@ def test_bursts_of_500_truncated_json_and_503_are_retried(paced: SimulatorServer
     assert code == 0, err
     assert "reconnecting (attempt 1" in err
     assert_every_line_once(paced, events)
+    assert paced.simulator.faults.injected == {"pollFailures": 4}
 
 
 def test_dropped_event_streams_are_reopened(paced: SimulatorServer) -> None:
@@ -108,6 +114,8 @@ def test_dropped_event_streams_are_reopened(paced: SimulatorServer) -> None:
     code, events, err = watch_with_fault(paced, flaky, "--transport", "sse")
     assert code == 0, err
     assert_every_line_once(paced, events)
+    # At least one stream was cut and the one reopened after it was cut too.
+    assert paced.simulator.faults.injected["dropStreamsAfter"] >= 2
 
 
 def test_slow_replies_lose_nothing(paced: SimulatorServer) -> None:
@@ -120,6 +128,7 @@ def test_slow_replies_lose_nothing(paced: SimulatorServer) -> None:
     # Replies slower than --interval 0.1 must not make polls pile up: the next waits for the last.
     assert paced.simulator.polls > 5
     assert paced.simulator.most_polls_in_flight == 1
+    assert paced.simulator.faults.injected["delay"] > 5
 
 
 def test_a_dead_server_is_given_up_on_with_exit_5(paced: SimulatorServer) -> None:
@@ -153,6 +162,7 @@ def test_deallocated_interaction_ends_the_watch(paced: SimulatorServer) -> None:
     code, events, _err = watch_with_fault(paced, lambda: paced.simulator.deallocate("1001"))
     assert code == 0
     assert events[-1]["event"] == "chat_ended" and events[-1]["reason"] == "deallocated"
+    assert paced.simulator.faults.injected == {"deallocate": 1}
 
 
 def test_a_second_watcher_on_the_same_session_is_refused(slow_sim: SimulatorServer) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import re
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
+import pytest
 from builders import IID, contents_msg, line, member, members_msg
 from rich.console import Console
 
 from icwschat.cache import ChatCache
-from icwschat.render import ViewState, build_view
+from icwschat.render import ViewState, build_view, print_transcript
 from icwschat.sinks import WatchInfo
 
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -24,7 +27,7 @@ def console(width: int = 80, height: int = 24) -> Console:
     )
 
 
-def chat(*texts: str) -> ChatCache:
+def chat(*texts: str, stamp: str = "20201029T082018Z") -> ChatCache:
     cache = ChatCache(IID)
     cache.apply(
         members_msg(
@@ -37,7 +40,7 @@ def chat(*texts: str) -> ChatCache:
         ),
         AT,
     )
-    cache.apply(contents_msg(*(line("jane", t, "20201029T082018Z") for t in texts), delta=False), AT)
+    cache.apply(contents_msg(*(line("jane", t, stamp) for t in texts), delta=False), AT)
     return cache
 
 
@@ -115,3 +118,34 @@ def test_no_color_leaves_no_colour_codes_on_a_terminal() -> None:
         }
         colours = {p for p in params if 30 <= p <= 49 or 90 <= p <= 107}
         assert bool(colours) is coloured
+
+
+@pytest.fixture
+def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Switch this process's local time zone (a POSIX TZ string); UTC again afterwards."""
+
+    def use(zone: str) -> None:
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+
+    yield use
+    use("UTC")
+
+
+@pytest.mark.parametrize(
+    ("zone", "stamp", "shown"),
+    [
+        ("UTC-14", "99991231T235959Z", "23:59:59Z"),
+        ("UTC+12", "00010101T000000Z", "00:00:00Z"),
+        ("UTC+12", "99991231T235959Z", "11:59:59"),
+    ],
+)
+def test_lines_stamped_at_the_ends_of_the_calendar_are_shown(
+    local_zone: Callable[[str], None], zone: str, stamp: str, shown: str
+) -> None:
+    local_zone(zone)
+    cache = chat("edge", stamp=stamp)
+    assert f"{shown} jane: edge" in screen(cache)
+    out = console()
+    print_transcript(out, INFO, cache)
+    assert f"{shown} jane: edge" in out.export_text().splitlines()

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import icwschat, spawn
+from builders import contents_msg, line, member, members_msg
+from conftest import cli_env, icwschat, spawn
 from expected import expected_events, project
 from test_live_terminal import run_in_terminal
 
@@ -121,6 +122,52 @@ def test_replay_keeps_text_exact_in_json(capture: Path) -> None:
         for line in message["messagesAdded"]
     ]
     assert texts == sent
+
+
+EDGES = ("00010101T000000Z", "99991231T235959Z")
+"""The first and last second a ``datetime`` holds: a step east or west of UTC is out of its range."""
+
+
+def odd_capture(path: Path) -> Path:
+    """Lines stamped at both ends of the calendar, with two lines nested too deep between: one for any JSON
+    parser, one that orjson reads but nothing else in Python can report or write."""
+    members = members_msg(delta=False, added=[member("jane", "Jane")])
+    contents = contents_msg(*(line("jane", f"sent {stamp}", stamp) for stamp in EDGES), delta=False)
+    deep = "[" * 100_000 + "]" * 100_000
+    deep_chat = f'{{"interactionId": "1001", "messagesAdded": {"[" * 1_020}{"]" * 1_020}}}'
+    lines = [json.dumps(members), deep, deep_chat, json.dumps(contents)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("UTC", ["00:00:00 jane: sent 00010101T000000Z", "23:59:59 jane: sent 99991231T235959Z"]),
+        # POSIX spelling, no time zone database needed: UTC-14 is 14 hours east of UTC, UTC+12 12 hours west.
+        ("UTC-14", ["14:00:00 jane: sent 00010101T000000Z", "23:59:59Z jane: sent 99991231T235959Z"]),
+        ("UTC+12", ["00:00:00Z jane: sent 00010101T000000Z", "11:59:59 jane: sent 99991231T235959Z"]),
+    ],
+)
+def test_odd_lines_in_a_capture_are_skipped_or_shown_into_a_pipe(
+    tmp_path: Path, zone: str, shown: list[str]
+) -> None:
+    result = icwschat("replay", str(odd_capture(tmp_path / "odd.ndjson")), env=cli_env(TZ=zone))
+    assert result.code == 0, result.err
+    assert [text for text in result.out.splitlines() if "jane: " in text] == shown
+    assert "skipped 2 lines that held no JSON (first: line 2)" in result.err
+
+
+@pytest.mark.parametrize("zone", ["UTC-14", "UTC+12"])
+def test_odd_lines_in_a_capture_are_skipped_or_kept_exact_in_json(tmp_path: Path, zone: str) -> None:
+    result = icwschat("replay", str(odd_capture(tmp_path / "odd.ndjson")), "--json", env=cli_env(TZ=zone))
+    assert result.code == 0, result.err
+    stamps = [(e["text"], e["timestamp"]) for e in result.events() if e["event"] == "message"]
+    assert stamps == [
+        ("sent 00010101T000000Z", "0001-01-01T00:00:00Z"),
+        ("sent 99991231T235959Z", "9999-12-31T23:59:59Z"),
+    ]
+    assert "skipped 2 lines that held no JSON (first: line 2)" in result.err
 
 
 def test_replay_from_a_terminal_says_to_pipe_a_capture_in() -> None:

@@ -40,10 +40,10 @@ def test_secrets_are_not_in_the_repr() -> None:
     assert "secret" not in repr(SESSION)
 
 
-def test_unreadable_session_is_an_authentication_error(tmp_path: Path) -> None:
+def test_a_session_that_is_not_json_is_an_authentication_error(tmp_path: Path) -> None:
     store = SessionStore(tmp_path)
     store.path.write_text("{not json")
-    with pytest.raises(AuthenticationError, match="unreadable"):
+    with pytest.raises(AuthenticationError, match=r"is damaged \(not JSON\)"):
         store.load()
 
 

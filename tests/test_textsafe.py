@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
+import re
+import unicodedata
+from typing import Any
+
 import pytest
+from builders import contents_msg, line, member, members_msg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icwschat.textsafe import inert
+from icwschat.jsonio import dumps_lines
+from icwschat.replay import replay
+from icwschat.sinks import JSONSink, RawSink
+from icwschat.textsafe import inert, inert_json
 
 CORPUS = {
     "csi clear": "\x1b[2J\x1b[H",
@@ -49,8 +59,87 @@ def test_names_lose_their_newlines_text_keeps_them() -> None:
     assert inert("two\nlines", multiline=False) == "two␊lines"
 
 
-@given(st.text())
-def test_anything_comes_out_printable(text: str) -> None:
-    shown = inert(text)
-    assert all(c == "\n" or c.isprintable() or ord(c) > 0x9F for c in shown)
-    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in shown)
+def test_line_and_paragraph_separators_are_the_line_breaks_they_mean() -> None:
+    assert inert("one\u2028two\u2029three") == "one\ntwo\nthree"
+    assert inert("one\u2028two", multiline=False) == "one␊two"
+
+
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+KEPT = "\u200b\u200c\u200d\ufeff\u00ad\U000e0041"
+"""Invisible but inert: zero-width (non-)joiners that emoji and Indic scripts need, BOM, soft hyphen, tags."""
+
+
+ANY_CODE_POINT = st.characters(exclude_categories=())
+"""Lone surrogates too: JSON escapes (``"\\ud800"``) carry them, and the standard library decodes them."""
+
+
+@given(st.text(alphabet=ANY_CODE_POINT) | st.text(alphabet=BIDI + KEPT + "\x1b\x9b\u2028\n\t"))
+def test_anything_a_server_can_send_comes_out_inert(text: str) -> None:
+    for multiline in (True, False):
+        shown = inert(text, multiline=multiline)
+        # Controls (Cc), lone surrogates (Cs), line and paragraph separators (Zl, Zp) and bidi formatting
+        # never come out; other invisible characters (format, private use, unassigned) are inert.
+        assert all(
+            (c == "\n" and multiline) or unicodedata.category(c) not in ("Cc", "Cs", "Zl", "Zp")
+            for c in shown
+        )
+        assert not set(shown) & set(BIDI)
+        assert set(text) & set(KEPT) <= set(shown)
+
+
+ACTIVE_BYTES = re.compile(
+    "|".join(
+        re.escape(c) for c in ["\x1b", "\x7f", *map(chr, range(0x80, 0xA0)), *BIDI, "\u2028", "\u2029"]
+    ).encode()
+)
+"""What must not reach a terminal raw from ``--json`` or ``--raw``, as UTF-8."""
+HOSTILE = [
+    "\x1b]0;pwned\x07\x1b[2J",
+    "\x9b2J\x9d0;t\x9c",
+    "a\u202eb\u2066c\u200fd",
+    "e\x7ff",
+    "g\u2028h",
+    "\ud800!",
+]
+
+
+def active_bytes(data: bytes) -> list[bytes]:
+    return ACTIVE_BYTES.findall(data.replace(b"\n", b""))
+
+
+@given(st.lists(st.text(alphabet=ANY_CODE_POINT), max_size=4))
+def test_json_made_inert_decodes_to_the_same_values(texts: list[str]) -> None:
+    data = inert_json(dumps_lines([{"text": t} for t in texts]))
+    assert [json.loads(line)["text"] for line in data.splitlines()] == texts
+    assert active_bytes(data) == []
+
+
+def test_json_on_a_terminal_carries_the_exact_text_and_nothing_a_terminal_acts_on() -> None:
+    messages = [
+        members_msg(delta=False, added=[member("jane", HOSTILE[0])]),
+        contents_msg(*(line("jane", text) for text in HOSTILE), delta=False),
+    ]
+    capture = io.BytesIO(dumps_lines(messages))
+    written: dict[bool, bytes] = {}
+    for terminal in (False, True):
+        out = io.BytesIO()
+        capture.seek(0)
+        replay(capture, "capture", JSONSink(out, io.StringIO(), terminal=terminal), parallel=False)
+        written[terminal] = out.getvalue()
+    assert active_bytes(written[False])  # the fast path writes UTF-8 as it is; only a terminal needs more
+    assert active_bytes(written[True]) == []
+    decoded = {
+        terminal: [json.loads(line) for line in data.splitlines()] for terminal, data in written.items()
+    }
+    for event in decoded[False] + decoded[True]:
+        del event["at"]  # the moment of the replay
+    assert [e["text"] for e in decoded[True] if e["event"] == "message"] == HOSTILE
+    assert decoded[True] == decoded[False]
+
+
+def test_raw_on_a_terminal_carries_the_exact_messages_and_nothing_a_terminal_acts_on() -> None:
+    messages: list[Any] = [contents_msg(line("jane", text)) for text in HOSTILE]
+    out = io.BytesIO()
+    RawSink(out, io.StringIO(), terminal=True).raw(messages)
+    assert active_bytes(out.getvalue()) == []
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == messages

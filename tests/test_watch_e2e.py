@@ -29,10 +29,14 @@ def test_json_stream_equals_the_script(logged_in: SimulatorServer, transport: st
     assert [e["text"] for e in events if e["event"] == "message"].count("ok") == 2
     rename = next(e for e in events if e["event"] == "member_changed")
     assert (rename["previous"]["displayName"], rename["member"]["displayName"]) == ("Jane", "Jane Doe")
-    assert {e["member"]["type"] for e in events if e["event"] == "member_joined"} == {
-        "system",
-        "internal",
-        "external",
+    joined = {
+        e["member"]["displayName"]: e["member"]["type"] for e in events if e["event"] == "member_joined"
+    }
+    assert joined == {
+        "IC System": "system",
+        "Agent One": "current_user",  # the logged-in user (agent.one)
+        "Jane": "external",
+        "Sue (supervisor)": "internal",
     }
     file_line = next(e for e in events if e.get("messageType") == "file")
     assert file_line["text"] == "receipt.pdf"

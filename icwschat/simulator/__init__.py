@@ -3,7 +3,8 @@
 It follows the protocol reference, not the client: nothing here imports from the rest of icwschat.
 """
 
-from .app import Faults, Simulator
+from .app import Simulator
+from .faults import Faults
 from .scenarios import Scenario, load_scenarios
 from .server import SimulatorServer
 

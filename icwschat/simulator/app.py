@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import json
 import logging
 import select
@@ -20,6 +21,22 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from .faults import (
+    DROP_REASON,
+    FAULT_KNOBS,
+    LOGIN_BODIES,
+    WWW_AUTHENTICATE,
+    Faults,
+    ICWSFault,
+    KnobError,
+    error_body,
+    read_drop,
+    read_fault,
+    read_flag,
+    read_id,
+    read_morph,
+    status_fault,
+)
 from .scenarios import Scenario, ScriptMember, Step
 
 log = logging.getLogger("icwschat.simulator")
@@ -31,10 +48,16 @@ CONTENTS_TYPE = f"{CHAT_NS}:chatContentsMessage"
 FULL_MEMBER_TYPE = f"{CHAT_NS}:fullChatMember"
 INTERACTION_CHANGED = "urn:inin.com:interactions:interactionChangedMessage"
 INTERACTION_DEALLOCATED = "urn:inin.com:interactions:interactionDeallocatedMessage"
+INTERACTION_MORPHED = "urn:inin.com:interactions:interactionMorphedMessage"
 CONNECTION_STATE_CHANGE = "urn:inin.com:connection:connectionStateChangeMessage"
+SUBSCRIPTION_STATE = "urn:inin.com:messaging:subscriptionStateMessage"
 AUTH_TYPE = "urn:inin.com:connection:icAuthConnectionRequestSettings"
-WWW_AUTHENTICATE = 'ICWS realm="ICWS" location="/ICWS/connection"'
+CURRENT_USER = 2
+"""``chatMemberType`` of the member who is the session's own user (icws-protocol.md 5.1, 6b)."""
+FAULTED = 3
+"""``subscriptionStateMessage`` state Faulted."""
 KEEPALIVE_SECONDS = 5.0
+LOOP_REASON = "The server is restarting."
 VERSION = {
     "majorVersion": "2015",
     "minorVersion": "1",
@@ -58,28 +81,51 @@ def _peer_closed(sock: socket.socket | None) -> bool:
         return True
 
 
+def _member_users(message: dict[str, Any]) -> set[str]:
+    """The userIds of the chat members a members or contents message names."""
+    members = [*message.get("membersAdded", ()), *message.get("membersChanged", ())]
+    members += message.get("membersRemoved", ())
+    members += [line["chatMember"] for line in message.get("messagesAdded", ())]
+    return {member["userId"] for member in members}
+
+
+def _as_current(member: dict[str, Any], user: str) -> dict[str, Any]:
+    return {**member, "chatMemberType": CURRENT_USER} if member["userId"] == user else member
+
+
+def as_seen_by(message: dict[str, Any], user: str) -> dict[str, Any]:
+    """A chat message as ``user``'s session receives it: their own member is CurrentUser, whatever its type
+    for everyone else (icws-protocol.md 6b). A copy: the message itself may be shared."""
+    view = dict(message)
+    for key in ("membersAdded", "membersChanged", "membersRemoved"):
+        if key in message:
+            view[key] = [_as_current(member, user) for member in message[key]]
+    if "messagesAdded" in message:
+        view["messagesAdded"] = [
+            {**line, "chatMember": _as_current(line["chatMember"], user)} for line in message["messagesAdded"]
+        ]
+    return view
+
+
+def connection_down(reason: str, *, should_reconnect: bool) -> dict[str, Any]:
+    """The connectionStateChangeMessage of a connection going from up (1) to down (2)."""
+    return {
+        "__type": CONNECTION_STATE_CHANGE,
+        "isDelta": True,
+        "previousConnectionState": 1,
+        "newConnectionState": 2,
+        "reason": reason,
+        "shouldReconnect": should_reconnect,
+    }
+
+
+def no_such_interaction() -> ICWSFault:
+    return ICWSFault(404, error_body("The interaction does not exist.", "error.request.notFound"))
+
+
 def wire_time(when: float) -> str:
     """ICWS DateTime in the basic form real servers send: ``20201029T082018Z``."""
     return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-@dataclass
-class Faults:
-    """Knobs tests (and ``/_sim/faults``) turn to make the server misbehave."""
-
-    login_alternates: list[str] | None = None
-    """When set, logins answer 503 with this ``alternateHostList``."""
-    poll_failures: collections.deque[str] = field(default_factory=collections.deque)
-    """Each poll takes one: ``500``, ``503``, ``truncated`` (200 with half a JSON body; the queue is kept)
-    or ``truncated-dequeued`` (the same, but the messages are gone, as when a reply is cut in transit)."""
-    delay: float = 0.0
-    """Seconds added before every reply."""
-    drop_streams_after: int | None = None
-    """Close every event stream after this many events."""
-    corrupt_events: int = 0
-    """Send this many of the next stream events with data that is not JSON; their messages are lost."""
-    withhold_snapshots: bool = False
-    """Accept chat subscriptions but never send their first snapshot, as a server in trouble might."""
 
 
 @dataclass
@@ -91,12 +137,18 @@ class SimSession:
     language: str
     queue: collections.deque[dict[str, Any]] = field(default_factory=collections.deque)
     chats: set[str] = field(default_factory=set)
+    faulted: set[str] = field(default_factory=set)
+    """Chat subscriptions the server faulted: they deliver nothing until subscribed again."""
     watches: dict[str, list[str]] = field(default_factory=dict)
+    down: dict[str, Any] | None = None
+    """The connectionStateChangeMessage that ended this session, until the server forgets it."""
 
 
 @dataclass
 class ChatState:
     scenario: Scenario
+    interaction_id: str
+    """The chat's id now: the scenario's, until the interaction morphs."""
     members: dict[str, ScriptMember] = field(default_factory=dict)
     """Present members by script id, in join order."""
     typing: set[str] = field(default_factory=set)
@@ -104,23 +156,6 @@ class ChatState:
     state: str = "C"
     started_at: float | None = None
     next_step: int = 0
-
-
-class ICWSFault(Exception):
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-def _error(message: str, error_id: str | None = None, error_code: int | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"message": message}
-    if error_id:
-        body["errorId"] = error_id
-    if error_code is not None:
-        body["errorCode"] = error_code
-    return body
 
 
 class Simulator:
@@ -144,6 +179,8 @@ class Simulator:
         self.clock = clock
         self.faults = Faults()
         self.sessions: dict[str, SimSession] = {}
+        self.interactions = dict(scenarios)
+        """The interactions by their current id (a morph moves one); ``scenarios`` keeps the files' ids."""
         self.chats = {iid: self._fresh_chat(s) for iid, s in scenarios.items() if s.is_chat}
         self.changed = threading.Condition()
         self.closing = False
@@ -157,7 +194,7 @@ class Simulator:
         self._ticker.start()
 
     def _fresh_chat(self, scenario: Scenario) -> ChatState:
-        chat = ChatState(scenario=scenario)
+        chat = ChatState(scenario=scenario, interaction_id=scenario.interaction_id)
         now = self.clock()
         for member in scenario.members:
             if member.present:
@@ -170,34 +207,67 @@ class Simulator:
 
     # ---- faults and inspection (the knobs tests turn) -------------------------------------------------
 
+    def inject(self, knob: str, times: int = 1) -> None:
+        """Count faults injected by ``knob`` (its camelCase name)."""
+        assert knob in KNOBS, knob
+        with self.changed:
+            self.faults.injected[knob] += times
+
+    def set_faults(self, body: Any) -> None:
+        """Apply a ``POST /_sim/faults`` body; every key is read before any takes effect."""
+        if not isinstance(body, dict):
+            raise KnobError("expected a JSON object of knobs")
+        fields: list[tuple[str, Any]] = []
+        actions: list[Callable[[], object]] = []
+        for key, value in body.items():
+            if key in FAULT_KNOBS:
+                fields.append(read_fault(key, value))
+            elif key in ACTIONS:
+                try:
+                    actions.append(ACTIONS[key](self, value))
+                except KnobError as exc:
+                    raise KnobError(f"{key}: {exc}") from None
+            else:
+                raise KnobError(f"unknown knob {key!r}; knobs: {', '.join(sorted(KNOBS))}")
+        with self.changed:
+            for name, value in fields:
+                setattr(self.faults, name, value)
+            for action in actions:
+                action()
+            self.changed.notify_all()
+
     def expire_sessions(self) -> None:
         """Forget every session, as a server restart or an idle timeout would."""
         with self.changed:
+            self.inject("expireSessions", len(self.sessions))
             self.sessions.clear()
             self.changed.notify_all()
 
-    def drop_session(self, session_id: str) -> None:
+    def drop_session(
+        self, session_id: str, *, should_reconnect: bool = True, reason: str = DROP_REASON
+    ) -> None:
         """Tell the session its connection is down (connectionStateChangeMessage), then forget it."""
         with self.changed:
             session = self.sessions.get(session_id)
-            if session is None:
+            if session is None or session.down is not None:
                 return
-            session.queue.append(
-                {
-                    "__type": CONNECTION_STATE_CHANGE,
-                    "isDelta": True,
-                    "previousConnectionState": 1,
-                    "newConnectionState": 2,
-                    "reason": "The session was ended by the server.",
-                    "shouldReconnect": True,
-                }
-            )
+            session.down = connection_down(reason, should_reconnect=should_reconnect)
+            session.queue.append(session.down)
+            self.inject("dropSessions")
             self.changed.notify_all()
-        threading.Timer(0.5, self._forget, args=(session_id,)).start()
+        forget = threading.Timer(0.5, self._forget, args=(session,))
+        forget.daemon = True
+        forget.start()
 
-    def _forget(self, session_id: str) -> None:
+    def drop_sessions(self, *, should_reconnect: bool = True, reason: str = DROP_REASON) -> None:
         with self.changed:
-            self.sessions.pop(session_id, None)
+            for session_id in list(self.sessions):
+                self.drop_session(session_id, should_reconnect=should_reconnect, reason=reason)
+
+    def _forget(self, session: SimSession) -> None:
+        with self.changed:
+            if self.sessions.get(session.session_id) is session:
+                del self.sessions[session.session_id]
             self.changed.notify_all()
 
     def deallocate(self, interaction_id: str) -> None:
@@ -207,6 +277,64 @@ class Simulator:
                     session.queue.append(
                         {"__type": INTERACTION_DEALLOCATED, "isDelta": True, "interactionID": interaction_id}
                     )
+                    self.inject("deallocate")
+            self.changed.notify_all()
+
+    def morph(self, old_iid: str, new_iid: str) -> None:
+        """The interaction gets a new id: every session subscribed to or watching it is told so, and from
+        now on it lives under the new id only (the old one answers 404).
+
+        Whether a real server carries existing subscriptions over to the new id is UNCONFIRMED. This one
+        does not: a client must subscribe to the new id (which brings a snapshot, as every subscribe does).
+        """
+        with self.changed:
+            if old_iid not in self.interactions:
+                raise KnobError(f"no interaction {old_iid}")
+            if new_iid in self.interactions:
+                raise KnobError(f"interaction {new_iid} exists already")
+            self.interactions[new_iid] = self.interactions.pop(old_iid)
+            chat = self.chats.pop(old_iid, None)
+            if chat is not None:
+                self.chats[new_iid] = chat
+                chat.interaction_id = new_iid
+                # New line objects: the old ones may still sit, unsent, in session queues.
+                chat.transcript = [
+                    {**line, "chatMember": {**line["chatMember"], "interactionId": new_iid}}
+                    for line in chat.transcript
+                ]
+            message = {
+                "__type": INTERACTION_MORPHED,
+                "isDelta": True,
+                "interactionID": old_iid,
+                "newInteractionID": new_iid,
+            }
+            for session in self.sessions.values():
+                if old_iid in session.chats or old_iid in session.watches or old_iid in session.faulted:
+                    session.queue.append(message)
+                session.chats.discard(old_iid)
+                session.faulted.discard(old_iid)
+                session.watches.pop(old_iid, None)
+            self.inject("morph")
+            self.changed.notify_all()
+
+    def fault_subscriptions(self) -> None:
+        """Fault every chat subscription: each session holding some is told once (subscriptionStateMessage
+        Faulted) and gets nothing more for those chats until it subscribes to them again."""
+        with self.changed:
+            for session in self.sessions.values():
+                if not session.chats:
+                    continue
+                session.faulted |= session.chats
+                session.chats.clear()
+                session.queue.append(
+                    {
+                        "__type": SUBSCRIPTION_STATE,
+                        "isDelta": True,
+                        "state": FAULTED,
+                        "error": error_body("The subscription has faulted."),
+                    }
+                )
+                self.inject("faultSubscriptions")
             self.changed.notify_all()
 
     def say(self, interaction_id: str, member_id: str, text: str) -> None:
@@ -254,7 +382,7 @@ class Simulator:
 
     def _play(self, chat: ChatState, step: Step) -> None:
         scenario = chat.scenario
-        iid = scenario.interaction_id
+        iid = chat.interaction_id
         if step.op == "say":
             line = self._chat_text(chat, step.member, step.text, self.clock(), step.message_type)
             chat.transcript.append(line)
@@ -290,7 +418,7 @@ class Simulator:
             "__type": FULL_MEMBER_TYPE,
             "userId": member.user_id,
             "displayName": member.display_name,
-            "interactionId": chat.scenario.interaction_id,
+            "interactionId": chat.interaction_id,
             "chatMemberType": member.chat_member_type,
             "isTyping": member.id in chat.typing,
         }
@@ -304,7 +432,7 @@ class Simulator:
             "chatMember": {
                 "userId": member.user_id,
                 "displayName": member.display_name,
-                "interactionId": chat.scenario.interaction_id,
+                "interactionId": chat.interaction_id,
                 "chatMemberType": member.chat_member_type,
             },
             "text": text,
@@ -324,7 +452,7 @@ class Simulator:
         return {
             "__type": MEMBERS_TYPE,
             "isDelta": delta,
-            "interactionId": chat.scenario.interaction_id,
+            "interactionId": chat.interaction_id,
             "membersAdded": [self._full_member(chat, m) for m in added or []],
             "membersChanged": [self._full_member(chat, m) for m in changed or []],
             "membersRemoved": [self._full_member(chat, m) for m in removed or []],
@@ -334,8 +462,18 @@ class Simulator:
         return {"__type": CONTENTS_TYPE, "isDelta": delta, "interactionId": iid, "messagesAdded": lines}
 
     def _fan_out(self, iid: str, message: dict[str, Any]) -> None:
+        """Queue a chat message for every subscriber; only a subscriber who is one of its members gets a
+        copy of their own (CurrentUser), made once per such user."""
+        members = _member_users(message)
+        views: dict[str, dict[str, Any]] = {}
         for session in self.sessions.values():
-            if iid in session.chats:
+            if iid not in session.chats:
+                continue
+            if session.user in members:
+                if session.user not in views:
+                    views[session.user] = as_seen_by(message, session.user)
+                session.queue.append(views[session.user])
+            else:
                 session.queue.append(message)
         self.changed.notify_all()
 
@@ -414,10 +552,10 @@ class _App:
                 self.sim.polls_in_flight -= 1
 
     def answer(self, request: Request) -> Response:
-        if self.sim.faults.delay:
-            time.sleep(self.sim.faults.delay)
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
+            if request.path.startswith("/icws/"):
+                self.misbehave(request.path)
             endpoint, args = adapter.match()
             handler: Callable[..., Response] = getattr(self, f"on_{endpoint}")
             return handler(request, **args)
@@ -425,13 +563,25 @@ class _App:
             return self.json(fault.body, fault.status, fault.headers)
         except MethodNotAllowed:
             return self.json(
-                _error("The HTTP method is not allowed.", "error.request.accessDenied.httpMethodNotAllowed"),
+                error_body(
+                    "The HTTP method is not allowed.", "error.request.accessDenied.httpMethodNotAllowed"
+                ),
                 405,
             )
         except NotFound:
-            return self.json(_error("The resource does not exist.", "error.request.unsupported"), 404)
+            return self.json(error_body("The resource does not exist.", "error.request.unsupported"), 404)
         except HTTPException as exc:
-            return self.json(_error(exc.description or "Bad request"), exc.code or 400)
+            return self.json(error_body(exc.description or "Bad request"), exc.code or 400)
+
+    def misbehave(self, path: str) -> None:
+        """The faults every ICWS request may meet (not the simulator's own ``/_sim`` controls)."""
+        faults = self.sim.faults
+        if faults.delay:
+            self.sim.inject("delay")
+            time.sleep(faults.delay)
+        if faults.call_status is not None and not path.startswith("/icws/connection"):
+            self.sim.inject("callStatus")
+            raise status_fault(faults.call_status, faults.retry_after)
 
     @staticmethod
     def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -443,11 +593,13 @@ class _App:
         unauthorized = {"WWW-Authenticate": WWW_AUTHENTICATE}
         session = self.sim.sessions.get(sid)
         if session is None:
-            raise ICWSFault(401, _error("This request requires a session ID!", error_code=1), unauthorized)
+            raise ICWSFault(
+                401, error_body("This request requires a session ID!", error_code=1), unauthorized
+            )
         if request.cookies.get(f"icws_{sid}") != session.cookie_value:
             raise ICWSFault(
                 401,
-                _error(
+                error_body(
                     "The session cookie is missing or invalid.",
                     "error.request.connection.authenticationFailure",
                     -2147221499,
@@ -457,7 +609,9 @@ class _App:
         if csrf and request.headers.get("ININ-ICWS-CSRF-Token") != session.csrf:
             raise ICWSFault(
                 401,
-                _error("An authentication token was expected in the request, but not found.", error_code=2),
+                error_body(
+                    "An authentication token was expected in the request, but not found.", error_code=2
+                ),
                 unauthorized,
             )
         return session
@@ -465,13 +619,17 @@ class _App:
     # ---- connection -----------------------------------------------------------------------------------
 
     def on_login(self, request: Request) -> Response:
+        faults = self.sim.faults
+        if faults.login_status is not None:
+            self.sim.inject("loginStatus")
+            raise status_fault(faults.login_status, faults.retry_after, LOGIN_BODIES)
         language = request.headers.get("Accept-Language")
         if not language:
             raise ICWSFault(
-                400, _error("The Accept-Language header is required.", "error.request.missingHeader")
+                400, error_body("The Accept-Language header is required.", "error.request.missingHeader")
             )
-        faults = self.sim.faults
         if faults.login_alternates is not None:
+            self.sim.inject("loginAlternates")
             raise ICWSFault(
                 503,
                 {
@@ -504,7 +662,7 @@ class _App:
         if self.sim.users.get(user) != body["password"]:
             raise ICWSFault(
                 400,
-                _error(
+                error_body(
                     "The authentication process failed.",
                     "error.request.connection.authenticationFailure",
                     -2147221503,
@@ -561,7 +719,7 @@ class _App:
         for item in self.feature_list():
             if item["featureId"] == feature:
                 return self.json(item)
-        raise ICWSFault(404, _error(f"The feature {feature} is not supported."))
+        raise ICWSFault(404, error_body(f"The feature {feature} is not supported."))
 
     def on_connection(self, request: Request, sid: str) -> Response:
         session = self.session(request, sid)
@@ -570,6 +728,12 @@ class _App:
                 self.sim.sessions.pop(session.session_id, None)
                 self.sim.changed.notify_all()
             return Response(status=200)
+        if session.down is not None:
+            down = session.down
+            return self.json(
+                {"connectionState": 2, "reason": down["reason"], "shouldReconnect": down["shouldReconnect"]}
+            )
+        # What shouldReconnect says while the connection is up is not documented; only a down state's is used.
         return self.json({"connectionState": 1, "reason": "", "shouldReconnect": False})
 
     # ---- messaging ------------------------------------------------------------------------------------
@@ -584,25 +748,37 @@ class _App:
                 headers={"Cache-Control": "no-cache"},
                 direct_passthrough=True,
             )
+        faults = self.sim.faults
         with self.sim.changed:
-            fault = self.sim.faults.poll_failures.popleft() if self.sim.faults.poll_failures else None
-            if fault == "500":
-                raise ICWSFault(500, _error("An unexpected error occurred.", error_code=-2147467259))
-            if fault == "503":
-                raise ICWSFault(503, _error("The server is unavailable.", "error.server.unavailable"))
+            if faults.down_every_poll:
+                self.sim.inject("downEveryPoll")
+                return self.json([connection_down(LOOP_REASON, should_reconnect=True)])
+            fault = faults.poll_failures.popleft() if faults.poll_failures else None
+            if fault in ("500", "503", "429"):
+                self.sim.inject("pollFailures")
+                raise status_fault(int(fault), faults.retry_after)
+            if fault == "down":
+                self.sim.inject("pollFailures")
+                return self.json([connection_down(LOOP_REASON, should_reconnect=True)])
             if fault == "truncated":
+                self.sim.inject("pollFailures")
                 return Response('[{"__type":"urn:inin.com:', status=200, content_type=MEDIA_TYPE)
             messages = list(session.queue)
             session.queue.clear()
             if fault == "truncated-dequeued":
                 if messages:
+                    self.sim.inject("pollFailures")
                     return Response(json.dumps(messages)[:20], status=200, content_type=MEDIA_TYPE)
-                self.sim.faults.poll_failures.appendleft(fault)  # nothing to lose yet: wait for messages
+                faults.poll_failures.appendleft(fault)  # nothing to lose yet: wait for messages
         return self.json(messages)
 
     def event_stream(self, session: SimSession, sock: socket.socket | None) -> Iterator[bytes]:
-        sent = 0
         yield b": stream open\n\n"
+        if self.sim.faults.down_every_poll:
+            self.sim.inject("downEveryPoll")
+            yield self.sse(connection_down(LOOP_REASON, should_reconnect=True))
+            return
+        sent = 0
         while True:
             with self.sim.changed:
                 if not session.queue:
@@ -628,6 +804,7 @@ class _App:
                 if limit is not None and sent >= limit:
                     with self.sim.changed:
                         session.queue.extendleft(reversed(batch[position:]))
+                        self.sim.inject("dropStreamsAfter")
                     return
 
     def _maybe_corrupt(self, event: bytes) -> bytes:
@@ -635,6 +812,7 @@ class _App:
             if self.sim.faults.corrupt_events <= 0:
                 return event
             self.sim.faults.corrupt_events -= 1
+            self.sim.inject("corruptEvents")
         return b"data: " + event[6:26] + b"\n\n"
 
     @staticmethod
@@ -644,17 +822,17 @@ class _App:
     # ---- subscriptions --------------------------------------------------------------------------------
 
     def interaction(self, iid: str, *, chat: bool) -> Scenario:
-        scenario = self.sim.scenarios.get(iid)
+        scenario = self.sim.interactions.get(iid)
         if scenario is None:
-            raise ICWSFault(404, _error("The interaction does not exist.", "error.request.notFound"))
+            raise no_such_interaction()
         if not scenario.rights:
             raise ICWSFault(
-                403, _error("You do not have rights to the interaction.", "error.request.accessDenied")
+                403, error_body("You do not have rights to the interaction.", "error.request.accessDenied")
             )
         if chat and not scenario.is_chat:
             raise ICWSFault(
                 400,
-                _error(
+                error_body(
                     "The interaction is not a chat interaction.",
                     "error.request.invalidRepresentation.invalidProperty",
                 ),
@@ -664,26 +842,45 @@ class _App:
     def on_chat_subscription(self, request: Request, sid: str, iid: str) -> Response:
         session = self.session(request, sid)
         self.interaction(iid, chat=True)
+        if request.method == "DELETE":
+            return self.unsubscribe(session, iid)
+        faults = self.sim.faults
+        if faults.subscribe_delay:
+            self.sim.inject("subscribeDelay")
+            time.sleep(faults.subscribe_delay)
         with self.sim.changed:
-            if request.method == "DELETE":
-                if iid not in session.chats:
-                    raise ICWSFault(
-                        404,
-                        _error(
-                            "There is no chat subscription for this interaction.", "error.request.notFound"
-                        ),
-                    )
-                session.chats.discard(iid)
-                return Response(status=204)
-            chat = self.sim.chats[iid]
+            chat = self.sim.chats.get(iid)
+            if chat is None:  # morphed while this PUT waited
+                raise no_such_interaction()
             if chat.started_at is None:
                 chat.started_at = self.sim.clock()
+            session.faulted.discard(iid)
             session.chats.add(iid)
-            if not self.sim.faults.withhold_snapshots:
-                session.queue.append(self.sim._members(chat, added=list(chat.members.values()), delta=False))
-                session.queue.append(self.sim._contents(iid, list(chat.transcript), delta=False))
-                self.sim.changed.notify_all()
+            if faults.withhold_snapshots:
+                self.sim.inject("withholdSnapshots")
+                return Response(status=200)
+            members = self.sim._members(chat, added=list(chat.members.values()), delta=False)
+            session.queue.append(as_seen_by(members, session.user))
+            if faults.withhold_contents:
+                self.sim.inject("withholdContents")
+            else:
+                contents = self.sim._contents(iid, list(chat.transcript), delta=False)
+                session.queue.append(as_seen_by(contents, session.user))
+            self.sim.changed.notify_all()
         return Response(status=200)
+
+    def unsubscribe(self, session: SimSession, iid: str) -> Response:
+        with self.sim.changed:
+            if iid not in session.chats and iid not in session.faulted:
+                raise ICWSFault(
+                    404,
+                    error_body(
+                        "There is no chat subscription for this interaction.", "error.request.notFound"
+                    ),
+                )
+            session.chats.discard(iid)
+            session.faulted.discard(iid)
+        return Response(status=204)
 
     def on_interaction_watch(self, request: Request, sid: str, iid: str) -> Response:
         session = self.session(request, sid)
@@ -724,24 +921,10 @@ class _App:
     # ---- simulator controls ---------------------------------------------------------------------------
 
     def on_sim_faults(self, request: Request) -> Response:
-        body = request.get_json(force=True, silent=True) or {}
-        faults = self.sim.faults
-        if "loginAlternates" in body:
-            faults.login_alternates = body["loginAlternates"]
-        if "pollFailures" in body:
-            faults.poll_failures.extend(str(f) for f in body["pollFailures"])
-        if "delay" in body:
-            faults.delay = float(body["delay"])
-        if "dropStreamsAfter" in body:
-            faults.drop_streams_after = body["dropStreamsAfter"]
-        if "corruptEvents" in body:
-            faults.corrupt_events = int(body["corruptEvents"])
-        if "withholdSnapshots" in body:
-            faults.withhold_snapshots = bool(body["withholdSnapshots"])
-        if body.get("expireSessions"):
-            self.sim.expire_sessions()
-        if "deallocate" in body:
-            self.sim.deallocate(str(body["deallocate"]))
+        try:
+            self.sim.set_faults(request.get_json(force=True, silent=True))
+        except KnobError as exc:
+            raise ICWSFault(400, error_body(str(exc))) from None
         return self.json({"ok": True})
 
     def on_sim_state(self, request: Request) -> Response:
@@ -749,7 +932,13 @@ class _App:
             return self.json(
                 {
                     "sessions": {
-                        sid: {"user": s.user, "chats": sorted(s.chats), "queued": len(s.queue)}
+                        sid: {
+                            "user": s.user,
+                            "chats": sorted(s.chats),
+                            "faulted": sorted(s.faulted),
+                            "queued": len(s.queue),
+                            "down": s.down is not None,
+                        }
                         for sid, s in self.sim.sessions.items()
                     },
                     "chats": {
@@ -757,5 +946,23 @@ class _App:
                         for iid, c in self.sim.chats.items()
                     },
                     "polls": {"answered": self.sim.polls, "mostAtOnce": self.sim.most_polls_in_flight},
+                    "faults": dict(self.sim.faults.injected),
                 }
             )
+
+
+def _unless_off(on: bool, action: Callable[[], object]) -> Callable[[], object]:
+    return action if on else (lambda: None)
+
+
+ACTIONS: dict[str, Callable[[Simulator, Any], Callable[[], object]]] = {
+    "expireSessions": lambda sim, value: _unless_off(read_flag(value), sim.expire_sessions),
+    "faultSubscriptions": lambda sim, value: _unless_off(read_flag(value), sim.fault_subscriptions),
+    "deallocate": lambda sim, value: functools.partial(sim.deallocate, read_id(value)),
+    "dropSessions": lambda sim, value: functools.partial(sim.drop_sessions, **read_drop(value)),
+    "morph": lambda sim, value: functools.partial(sim.morph, *read_morph(value)),
+}
+"""``POST /_sim/faults`` keys that act once rather than set a :class:`Faults` field: each reads its value
+and returns the action, so a body with one bad key changes nothing."""
+KNOBS = frozenset(FAULT_KNOBS) | frozenset(ACTIONS)
+"""Every ``POST /_sim/faults`` key; also the keys of :attr:`Faults.injected`."""

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import socket
 import threading
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import (
+    BaseWSGIServer,
+    WSGIRequestHandler,
+    get_sockaddr,
+    make_server,
+    select_address_family,
+)
 
 from .app import Simulator
 
@@ -40,16 +48,30 @@ class SimulatorServer:
     def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
         ensure_loopback(host)
         self.simulator = simulator
-        self.server: BaseWSGIServer = make_server(
-            host, port, simulator.wsgi(), threaded=True, request_handler=_QuietHandler
-        )
+        # werkzeug answers a failed bind by printing to stderr and calling sys.exit(1); binding here first
+        # turns a port in use into a plain OSError (errno EADDRINUSE) the caller can explain.
+        family = select_address_family(host, port)
+        try:
+            listener = socket.create_server(get_sockaddr(host, port, family), family=family)
+        except OSError as exc:  # its text names the address in Python's own words: keep the reason only
+            raise OSError(exc.errno, os.strerror(exc.errno) if exc.errno else str(exc)) from None
+        with listener:
+            self.server: BaseWSGIServer = make_server(
+                host,
+                port,
+                simulator.wsgi(),
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=listener.fileno(),
+            )
         self.host = host
-        self.port = self.server.server_port
+        self.port = self.server.port
         self._thread = threading.Thread(target=self.server.serve_forever, name="sim-http", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def start(self) -> SimulatorServer:
         self._thread.start()

@@ -1,0 +1,304 @@
+"""What the commands share below the command line: running one command to an exit status, passwords,
+logging in (first and again), choosing the output, following a chat, signals, the simulator.
+
+Nothing here knows Typer: ``cli.py`` parses options and calls in, so every command's behaviour can be
+driven in-process with an :class:`~icwschat.environment.Environment` built by a test.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
+
+from .environment import Environment
+from .errors import AuthenticationError, ExitCode, ICWSError, Terminated, UsageError, exit_code
+
+if TYPE_CHECKING:
+    from .client import HTTP
+    from .session import Session
+    from .simulator import SimulatorServer
+    from .sinks import Sink
+    from .watch import Watcher, WatchOptions
+
+BUG_REPORT = (
+    "this is a bug in icwschat.\n"
+    "  Please report it to the icwschat maintainers with the output of the same command run with --debug "
+    "(tokens, cookies and passwords are redacted in it)."
+)
+_LOGIN_ADVICE = re.compile(r"run icwschat login(?: --server URL --user USER)?")
+
+
+def run(env: Environment, action: Callable[[], None]) -> ExitCode:
+    """Run one command: every expected failure becomes a message and the contract's exit status; anything
+    else is a bug, reported as one, with the traceback only under ``--debug``."""
+    if env.debug:
+        _log_to(env)
+    try:
+        action()
+    except ICWSError as error:
+        report(env, error)
+        return exit_code(error)
+    except (KeyboardInterrupt, Terminated) as interrupted:
+        return exit_code(interrupted)
+    except BrokenPipeError:
+        _quiet_stdout(env)
+        return ExitCode.OK
+    except Exception:  # noqa: BLE001 - the last resort: a bug is reported, never shown as a traceback
+        env.say(f"unexpected error: {BUG_REPORT}")
+        if env.debug:
+            import traceback
+
+            env.stderr.write(traceback.format_exc())
+        return ExitCode.BUG
+    return ExitCode.OK
+
+
+def _log_to(env: Environment) -> None:
+    handler = logging.StreamHandler(env.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)
+    logging.getLogger("urllib3").setLevel(logging.INFO)
+
+
+def report(env: Environment, error: ICWSError) -> None:
+    """The error in a sentence, the server's own words, and what to do; all of it made inert."""
+    message = error.message
+    if isinstance(error, AuthenticationError):
+        message = _LOGIN_ADVICE.sub(login_command(env), message)
+    env.say(f"error: {message}")
+    details = error.details()
+    if details:
+        env.say(f"server said: {details}", prefix="  ")
+    if error.hint:
+        env.say(f"hint: {error.hint}", prefix="  ")
+
+
+def login_command(env: Environment) -> str:
+    """``run icwschat login ...`` with the stored server and user when there are any."""
+    try:
+        session = env.store.load()
+    except ICWSError:
+        session = None
+    if session is None:
+        return "run icwschat login --server URL --user USER"
+    return f"run icwschat login --server {session.server} --user {session.user}"
+
+
+def _quiet_stdout(env: Environment) -> None:
+    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush stays silent."""
+    try:
+        fileno = env.stdout.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+
+
+# ---- passwords and logging in ------------------------------------------------------------------------
+
+
+def read_password(env: Environment, password_stdin: bool, *, prompt_for: str | None) -> str | None:
+    """The password from ICWS_PASSWORD, else stdin, else a hidden prompt (when ``prompt_for`` is given)."""
+    if env.password:
+        return env.password
+    if password_stdin:
+        line = env.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise UsageError("--password-stdin was given but standard input held no password")
+        return line
+    if prompt_for is None:
+        return None
+    if not env.stdin_isatty:
+        raise UsageError(
+            "no password: standard input is not a terminal",
+            hint="set ICWS_PASSWORD or pipe it with --password-stdin",
+        )
+    import getpass
+
+    try:
+        return getpass.getpass(f"Password for {prompt_for}: ", stream=env.stderr)
+    except KeyboardInterrupt:
+        env.stderr.write("\n")  # the prompt left the cursor on its line; the shell's prompt needs its own
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRequest:
+    """Everything a login needs but the password: what ``login`` asks for, and what a renewal repeats."""
+
+    server: str
+    user: str
+    app_name: str = "icwschat"
+    language: str = "en-us"
+    ca_bundle: str | None = None
+    insecure: bool = False
+
+    @classmethod
+    def renewing(cls, session: Session) -> LoginRequest:
+        return cls(
+            session.server,
+            session.user,
+            session.app_name,
+            session.language,
+            session.ca_bundle,
+            session.insecure,
+        )
+
+    def http(self) -> HTTP:
+        from .client import HTTP
+
+        return HTTP(language=self.language, ca_bundle=self.ca_bundle, insecure=self.insecure)
+
+    def log_in(
+        self, password: str, *, on_switchover: Callable[[str, ICWSError], None] | None = None
+    ) -> Session:
+        from .client import login
+
+        http = self.http()
+        try:
+            return login(
+                http,
+                self.server,
+                self.user,
+                password,
+                app_name=self.app_name,
+                language=self.language,
+                ca_bundle=self.ca_bundle,
+                insecure=self.insecure,
+                on_switchover=on_switchover,
+            )
+        finally:
+            http.close()
+
+
+def warn_about_transport(env: Environment, server: str, *, insecure: bool) -> None:
+    """A password over plain http, or a session over unverified TLS, is said out loud before it happens."""
+    if insecure:
+        env.say(
+            "WARNING: --insecure: TLS certificates are NOT verified; anyone on the network can "
+            "read or take over this session."
+        )
+    parts = urlsplit(server)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        env.say(
+            f"WARNING: {parts.netloc} is plain http: the password and the session travel in clear text; "
+            "use https:// (CIC serves it on port 8019) where the server offers it."
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    """The password of a login to this machine crosses no network (the simulator, a tunnel's end)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def make_http(session: Session) -> HTTP:
+    return LoginRequest.renewing(session).http()
+
+
+# ---- output and following chats ----------------------------------------------------------------------
+
+
+def choose_sink(env: Environment, *, json_out: bool, raw: bool, live: bool = True) -> Sink:
+    """NDJSON, raw messages, the view on a terminal (live, or only its final frame), else a plain log."""
+    from .sinks import JSONSink, PlainSink, RawSink
+
+    if json_out and raw:
+        raise UsageError("--json and --raw cannot be used together")
+    if json_out:
+        return JSONSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
+    if raw:
+        return RawSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
+    if env.stdout_isatty:
+        from .render import FrameSink, LiveSink, make_console
+
+        console = make_console(env.stdout, no_color=env.no_color)
+        return LiveSink(console) if live else FrameSink(console)
+    return PlainSink(env.stdout_bytes, env.stderr)
+
+
+def follow(env: Environment, options: WatchOptions, sink: Sink, password_stdin: bool) -> Watcher:
+    """Run a watcher on the stored session, holding the queue lock, renewing the session if it can."""
+    from .watch import Watcher
+
+    store = env.store
+    session = store.require()
+    password = read_password(env, password_stdin, prompt_for=None)
+    relogin: Callable[[], Session] | None = None
+    if password is not None:
+        request = LoginRequest.renewing(session)
+
+        def relogin() -> Session:
+            return request.log_in(password)
+
+    watcher = Watcher(
+        lambda: make_http(session), session, options, sink, relogin=relogin, on_session=store.save
+    )
+    with store.queue_lock(), handled_signals():
+        watcher.run()
+    return watcher
+
+
+@contextmanager
+def handled_signals() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C does (so subscriptions are removed, a replay's parser ended), with exit
+    status 143."""
+
+    def terminate(signum: int, frame: FrameType | None) -> NoReturn:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---- the simulator -----------------------------------------------------------------------------------
+
+
+def start_simulator(
+    host: str, port: int, speed: float, scenarios: Path | None, messaging_version: int
+) -> SimulatorServer:
+    from .simulator import Simulator, SimulatorServer, load_scenarios
+    from .simulator.scenarios import ScenarioError
+
+    try:
+        sim = Simulator(load_scenarios(scenarios), speed=speed, messaging_version=messaging_version)
+        return SimulatorServer(sim, host=host, port=port).start()
+    except ScenarioError as exc:
+        raise UsageError(f"cannot load scenarios: {exc}") from exc
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another --port, or --port 0 for a free one",
+        ) from exc
+
+
+def wait_for_interrupt() -> None:
+    """Block until a signal ends the process; ``signal.pause`` where there is one (not on Windows)."""
+    pause: Callable[[], Any] | None = getattr(signal, "pause", None)
+    if pause is not None:
+        pause()
+        return
+    import threading
+
+    threading.Event().wait()

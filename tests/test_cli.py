@@ -1,0 +1,279 @@
+"""Commands run in-process with an injected Environment: exit statuses, messages, what reaches a terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PASSWORD, USER, icwschat
+from hostile import HostileServer, Request, reply
+from typer.testing import CliRunner
+
+from icwschat import runtime
+from icwschat.cli import app
+from icwschat.environment import Environment
+from icwschat.errors import ExitCode, ICWSError, SessionGone
+from icwschat.simulator import SimulatorServer
+from icwschat.sinks import JSONSink
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\u202e\x9b"
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+def run(*args: str, password: str | None = None, stdin: str = "", tty: bool = False) -> Ran:
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    stderr = io.StringIO()
+    env = Environment(
+        stdout=stdout,
+        stderr=stderr,
+        stdin=io.StringIO(stdin),
+        stdout_isatty=False,
+        stdin_isatty=tty,
+        no_color=True,
+        password=password,
+        debug=False,
+    )
+    result = CliRunner().invoke(app, list(args), obj=env)
+    stdout.flush()
+    out = stdout.buffer.getvalue().decode()  # type: ignore[attr-defined]
+    return Ran(result.exit_code, out, stderr.getvalue())
+
+
+def assert_inert(text: str) -> None:
+    for char in "\x1b\x07\x9b\u202e":
+        assert char not in text, repr(text)
+
+
+def test_an_unexpected_error_is_reported_as_a_bug_without_a_traceback(
+    logged_in: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Any) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("icwschat.client.Connection.connection_state", broken)
+    quiet = run("status")
+    assert quiet.code == ExitCode.BUG == 1
+    assert "unexpected error: this is a bug in icwschat" in quiet.err
+    assert "--debug" in quiet.err and "Traceback" not in quiet.err
+    loud = run("status", "--debug")
+    assert loud.code == 1
+    assert "Traceback" in loud.err and "RuntimeError: boom" in loud.err
+
+
+def test_debug_is_accepted_before_and_after_the_command_and_from_the_environment(
+    logged_in: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "→ GET" not in run("status").err
+    assert "→ GET" in run("--debug", "status").err
+    assert "→ GET" in run("status", "--debug").err
+    monkeypatch.setenv("ICWSCHAT_DEBUG", "1")
+    assert "→ GET" in icwschat("status").err
+
+
+def test_server_text_in_an_error_is_made_inert() -> None:
+    stderr = io.StringIO()
+    env = Environment(stderr=stderr)
+    error = ICWSError(
+        f"the server failed {ESCAPES}", status=500, error_id=ESCAPES, server_message=ESCAPES, hint=ESCAPES
+    )
+    assert runtime.run(env, lambda: _raise(error)) == ExitCode.BUG
+    assert "server said: HTTP 500" in stderr.getvalue()
+    assert_inert(stderr.getvalue())
+
+
+def test_login_and_status_show_server_text_inert(isolated: Path) -> None:
+    """userID, sessionId and featureId come from the server and are printed by login and status."""
+
+    def hostile(request: Request, conn: socket.socket) -> None:
+        if request.path.startswith("/icws/connection"):
+            body = {
+                "sessionId": "7" + ESCAPES,
+                "csrfToken": "t",
+                "userID": ESCAPES,
+                "features": [{"featureId": ESCAPES, "version": 1}],
+            }
+            reply(conn, 201, body, {"Set-Cookie": "icws_x=1; Path=/"})
+        else:
+            reply(conn, 200, {"connectionState": 1})
+
+    with HostileServer(hostile) as server:
+        logged = run("login", "--server", server.url, "--user", USER, password=PASSWORD)
+        assert logged.code == 0, logged.err
+        assert_inert(logged.out)
+        shown = run("status")
+        assert shown.code == 0, shown.err
+        assert_inert(shown.out)
+        assert "User:" in shown.out
+
+
+def test_login_advice_names_the_stored_server_and_user(logged_in: SimulatorServer) -> None:
+    logged_in.simulator.expire_sessions()
+    result = run("status")
+    assert result.code == ExitCode.AUTHENTICATION
+    assert f"run icwschat login --server {logged_in.url} --user {USER}" in result.err
+
+
+def test_login_advice_without_a_stored_session_shows_the_options() -> None:
+    result = run("status")
+    assert result.code == 3
+    assert result.err.count("--server URL --user USER") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("watch", "1001", "--interval", "nan"),
+        ("watch", "1001", "--interval", "inf"),
+        ("watch", "1001", "--give-up-after", "nan"),
+        ("transcript", "1001", "--timeout", "nan"),
+        ("demo", "--speed", "inf"),
+        ("watch", "1001", "--json", "--raw"),
+    ],
+)
+def test_numbers_that_are_not_numbers_are_usage_errors(args: tuple[str, ...]) -> None:
+    result = run(*args)
+    assert result.code == ExitCode.USAGE, (result.out, result.err)
+
+
+def test_ctrl_c_at_the_password_prompt_ends_the_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(prompt: str, stream: Any = None) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("getpass.getpass", interrupted)
+    result = run("login", "--server", "http://127.0.0.1:9", "--user", USER, tty=True)
+    assert result.code == ExitCode.INTERRUPTED
+    assert result.err.endswith("\n")
+
+
+@pytest.mark.parametrize(
+    ("server", "warned"),
+    [
+        ("http://cic.example.com:8018", True),
+        ("http://10.1.2.3:8018", True),
+        ("https://cic.example.com:8019", False),
+        ("http://127.0.0.2:8018", False),
+        ("http://localhost:8018", False),
+        ("http://[::1]:8018", False),
+    ],
+)
+def test_a_password_over_plain_http_is_warned_about(server: str, warned: bool) -> None:
+    stderr = io.StringIO()
+    runtime.warn_about_transport(Environment(stderr=stderr), server, insecure=False)
+    assert ("travel in clear text" in stderr.getvalue()) is warned
+
+
+def test_renewal_repeats_the_first_login(logged_in: SimulatorServer) -> None:
+    session = Environment().store.require()
+    renewed = runtime.LoginRequest.renewing(session).log_in(PASSWORD)
+    kept = ("server", "user", "app_name", "language", "ca_bundle", "insecure")
+    assert [getattr(renewed, name) for name in kept] == [getattr(session, name) for name in kept]
+    assert renewed.session_id != session.session_id
+
+
+def test_status_help_describes_its_own_json() -> None:
+    shown = CliRunner().invoke(app, ["status", "--help"]).output
+    assert "one JSON object" in shown and "NDJSON" not in shown
+
+
+def test_simulate_on_a_port_in_use_is_one_sentence_and_exit_2() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = icwschat("simulate", "--port", str(port))
+    assert result.code == ExitCode.USAGE
+    assert f"cannot listen on 127.0.0.1:{port}" in result.err
+    assert "--port 0" in result.err
+
+
+def test_a_session_gone_maps_to_exit_3() -> None:
+    assert runtime.run(Environment(stderr=io.StringIO()), lambda: _raise(SessionGone("gone"))) == 3
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
+def test_login_round_trip_in_process(sim: SimulatorServer) -> None:
+    result = run("login", "--server", sim.url, "--user", USER, password=PASSWORD)
+    assert result.code == 0, result.err
+    assert f"Logged in to {sim.url} as {USER}" in result.out
+
+
+def test_login_that_could_not_store_its_session_creates_none(isolated: Path) -> None:
+    isolated.parent.mkdir(parents=True, exist_ok=True)
+    isolated.write_text("not a directory")
+    with HostileServer(lambda request, conn: reply(conn, 500)) as server:
+        result = run("login", "--server", server.url, "--user", USER, password=PASSWORD)
+    assert result.code == ExitCode.USAGE, result.err
+    assert server.requests == []
+    assert str(isolated) in result.err
+
+
+def test_json_on_a_terminal_escapes_what_the_terminal_would_act_on() -> None:
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    env = Environment(stdout=stdout, stdout_isatty=True)
+    events = runtime.choose_sink(env, json_out=True, raw=False)
+    assert isinstance(events, JSONSink)
+    events.write_json([{"text": ESCAPES}])
+    messages = runtime.choose_sink(env, json_out=False, raw=True)
+    messages.raw([{"text": ESCAPES}])
+    written = stdout.buffer.getvalue()  # type: ignore[attr-defined]
+    assert written.count(b"\\u001b") == 4  # two ESCs in each line
+    assert b"\x1b" not in written and "\u202e".encode() not in written
+
+
+def test_no_arguments_prints_the_help_and_succeeds() -> None:
+    result = icwschat()
+    assert result.code == 0
+    assert "Commands:" in result.out and "watch" in result.out
+
+
+def test_version_names_python_and_the_libraries() -> None:
+    result = run("version", "--json")
+    assert result.code == 0
+    versions = json.loads(result.out)
+    assert versions["icwschat"] and versions["python"] and versions["typer"] and versions["requests"]
+
+
+def bash_complete(words: str) -> list[str]:
+    """What bash offers for ``words`` (the cursor after the last one) with the printed script loaded."""
+    script = subprocess.run(
+        [sys.executable, "-m", "icwschat", "completion", "bash"], capture_output=True, text=True, check=True
+    ).stdout
+    shell = (
+        f"{script}\ncomplete -p icwschat >/dev/null || exit 9\n"
+        f"COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))\n"
+        '_icwschat_completion icwschat; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, env={**os.environ, "PATH": path}
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_bash_completes_commands_options_and_their_values() -> None:
+    assert bash_complete("icwschat wat") == ["watch"]
+    assert bash_complete("icwschat watch 1001 --transport ''") == ["auto", "poll", "sse"]
+    assert "--give-up-after" in bash_complete("icwschat watch 1001 --gi")
+    assert bash_complete("icwschat completion ''") == ["bash", "zsh", "fish"]
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_completion_scripts_for_other_shells_name_the_program(shell: str) -> None:
+    result = run("completion", shell)
+    assert result.code == 0 and "_ICWSCHAT_COMPLETE=complete_" + shell in result.out
