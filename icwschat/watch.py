@@ -25,6 +25,7 @@ from .models import CONNECTION_DOWN, CONNECTION_STATE_TYPE
 from .pipeline import Pipeline
 from .session import Session
 from .sinks import Sink, WatchInfo
+from .textsafe import inert
 from .transport import choose
 
 log = logging.getLogger("icwschat.watch")
@@ -378,8 +379,9 @@ def _connection_down(message: Any) -> bool:
 
 
 def _warn(text: str) -> None:
-    # With no handler configured (no --debug), logging prints a warning's text alone on stderr.
-    log.warning("icwschat: %s", text)
+    """For a watcher given no way to speak (``demo``): with no handler configured, logging prints a
+    warning's text alone on stderr. The text may quote the server (an id a morph brought)."""
+    log.warning("icwschat: %s", inert(text))
 
 
 class Watcher:

@@ -7,6 +7,7 @@ says otherwise; logins are counted by the server, so "a handful per minute" is a
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -24,11 +25,13 @@ from typing import Any
 
 import pytest
 from builders import contents_msg, line, member, members_msg
-from conftest import PASSWORD, USER, cli_env, icwschat, spawn, start_sim
+from conftest import PASSWORD, USER, cli_env, icwschat, logged_in_sim, spawn, start_sim
 from hostile import HostileServer, Request, login_reply, reply
+from test_reliability import assert_every_line_once, watch_with_fault
 
 from icwschat.client import HTTP, login
 from icwschat.errors import ExitCode, ServerBusy, ServerUnavailable, exit_code
+from icwschat.simulator import SimulatorServer
 from icwschat.sinks import JSONSink
 from icwschat.watch import Backoff, Watcher, WatchOptions
 
@@ -491,10 +494,81 @@ def test_a_faulted_subscription_is_made_again_and_nothing_is_lost() -> None:
     assert icws.subscribes == 2
 
 
+# ---- the same against the simulator's fault knobs ------------------------------------------------------
+
+
+@pytest.fixture
+def paced() -> Iterator[SimulatorServer]:
+    """Chat 1001 takes about 3 s: time to inject a fault mid-chat."""
+    with logged_in_sim(speed=5.0) as server:
+        yield server
+
+
+@pytest.mark.parametrize("transport", ["poll", "sse"])
+def test_a_chat_that_morphs_mid_way_is_followed_to_its_end(paced: SimulatorServer, transport: str) -> None:
+    morph = functools.partial(paced.simulator.morph, "1001", "7001")
+    code, events, err = watch_with_fault(paced, morph, "--transport", transport)
+    assert code == 0, err
+    assert paced.simulator.faults.injected["morph"] == 1
+    assert_every_line_once(paced, events)
+    kinds = [e["event"] for e in events]
+    assert kinds.count("resynced") == 1
+    assert {e["interactionId"] for e in events[kinds.index("resynced") :]} == {"7001"}
+    assert paced.simulator.subscribers("7001") == []
+
+
+@pytest.mark.parametrize("transport", ["poll", "sse"])
+def test_a_faulted_subscription_mid_chat_is_made_again(paced: SimulatorServer, transport: str) -> None:
+    code, events, err = watch_with_fault(paced, paced.simulator.fault_subscriptions, "--transport", transport)
+    assert code == 0, err
+    assert paced.simulator.faults.injected["faultSubscriptions"] == 1
+    assert [e["event"] for e in events].count("resynced") == 1
+    assert_every_line_once(paced, events)
+
+
+def test_a_session_logged_off_for_good_ends_the_watch_with_exit_3(paced: SimulatorServer) -> None:
+    reason = "An administrator logged you off."
+    drop = functools.partial(paced.simulator.drop_sessions, should_reconnect=False, reason=reason)
+    code, _events, err = watch_with_fault(paced, drop)
+    assert code == ExitCode.AUTHENTICATION, err
+    assert paced.simulator.faults.injected["dropSessions"] == 1
+    assert "asked not to reconnect" in err and reason in err
+    assert paced.simulator.logins == 1
+
+
+def test_transcript_without_a_contents_snapshot_completes(slow_sim: SimulatorServer) -> None:
+    slow_sim.simulator.faults.withhold_contents = True
+    # Chat 1001 ends after 15 s: a transcript still waiting for contents at 10 s gives up with exit 5.
+    result = icwschat("transcript", "1001", "--json", "--timeout", "10")
+    assert result.code == 0, result.err
+    assert slow_sim.simulator.faults.injected["withholdContents"] == 1
+    events = result.events()
+    assert events[0]["event"] == "member_joined" and events[0]["history"] is True
+    # No history lines without a contents snapshot; a line said meanwhile may come as new.
+    assert not any(e["history"] for e in events if e["event"] == "message")
+
+
+def test_sigterm_while_the_simulator_delays_the_subscribe_leaves_nothing(slow_sim: SimulatorServer) -> None:
+    slow_sim.simulator.faults.subscribe_delay = 1.5
+    proc = spawn("watch", "1001", "--json")
+    try:
+        deadline = time.monotonic() + 15
+        while not slow_sim.simulator.faults.injected["subscribeDelay"]:
+            assert time.monotonic() < deadline and proc.poll() is None, "watch never subscribed"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=5 + SLACK)
+    finally:
+        proc.kill()
+    assert proc.returncode == ExitCode.TERMINATED, err
+    time.sleep(2.0)  # past the delay: a PUT the clean-up did not wait for has registered by now
+    assert slow_sim.simulator.subscribers("1001") == []
+
+
 # ---- restarts after kill -9 repeat nothing -----------------------------------------------------------
 
 RESTARTS = 20
-RESTART_SPEED = 8.0
+RESTART_SPEED = 12.0
 
 
 def restart_after_kill(run: int, root: Path) -> tuple[list[str], list[dict[str, Any]]]:
