@@ -68,6 +68,15 @@ def parse_messages(messages: Iterable[Any], interaction_id: str) -> tuple[list[U
     return updates, problems
 
 
+def followed(updates: Iterable[Update], interaction_id: str) -> str:
+    """The interaction's id after ``updates``: the last morph's new id, else ``interaction_id``; the id to
+    parse the next batch for."""
+    for update in updates:
+        if update[0] == "morphed":
+            interaction_id = update[1]
+    return interaction_id
+
+
 def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Update | None:
     """One message's update; raises :class:`BadMessage` when nothing of it can be used, and names the
     parts it skipped (one bad member of several, say) in ``problems``."""

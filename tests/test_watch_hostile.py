@@ -456,6 +456,24 @@ def test_a_morphed_chat_is_followed_under_its_new_id() -> None:
     assert "DELETE 2002 chat received" in icws.log  # the clean-up on the way out
 
 
+def test_a_capture_of_a_morphed_chat_replays_as_it_was_watched(tmp_path: Path) -> None:
+    with serve(Morphing()):
+        raw = icwschat("watch", "1001", "--raw", "--interval", "0.1", timeout=40)
+    assert raw.code == 0, raw.err
+    # Other messages after the morph push what follows into a later batch of replay's parser.
+    lines = raw.out.splitlines(keepends=True)
+    at = next(i for i, text in enumerate(lines) if "interactionMorphedMessage" in text) + 1
+    other = json.dumps({"__type": "urn:inin.com:status:userStatusMessage", "isDelta": True}) + "\n"
+    capture = tmp_path / "morphed.ndjson"
+    capture.write_text("".join([*lines[:at], *[other] * 600, *lines[at:]]))
+    replayed = icwschat("replay", str(capture), "--json")
+    assert replayed.code == 0, replayed.err
+    events = replayed.events()
+    assert [e["text"] for e in events if e["event"] == "message"] == ["hello", "hi", "moved", "bye"]
+    assert [e["interactionId"] for e in events[-2:]] == ["2002", "2002"]
+    assert events[-1]["event"] == "chat_ended"
+
+
 class Faulting(Interrupted):
     """The chat subscription faults once after its first snapshot; the next one brings a new line."""
 
