@@ -7,14 +7,18 @@ Semantics follow the ICWS design principles: ``isDelta: false`` clears and repla
 separately), ``isDelta: true`` merges; members are keyed by (userId, interactionId); a duplicate add is a
 change. A snapshot that arrives after the first one (a re-subscription) is reconciled with what was already
 emitted, so no line is lost or repeated.
+
+A cache stands for one subscription: until its snapshot has arrived, deltas are ignored, because the ones
+queued ahead of it (from an earlier subscription on the same session, say a watcher killed with ``kill -9``)
+are already part of it; an interaction state queued there waits for that snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from . import events as ev
 from .events import Event
@@ -26,6 +30,7 @@ _new = tuple.__new__
 the two hot paths (a line said, a typing flip) build one event per message."""
 MemberKey = tuple[str, str]
 SNAPSHOT_PARTS = frozenset({"members", "contents"})
+_Item = TypeVar("_Item")
 
 
 @dataclass(slots=True)
@@ -44,14 +49,24 @@ class ChatCache:
         self.members: dict[MemberKey, Member] = {}
         self.transcript: list[ChatLine] = []
         self.ended = False
-        self.interaction_state: str | None = None
+        self.needs_subscribe = False
+        """Set when the subscription must be made again (it faulted, or the interaction has a new id); the
+        watcher clears it once it has asked for that."""
         self._snapshots_seen: set[str] = set()
-        self._resync_pending: set[str] = set()
+        self._awaiting: set[str] = set(SNAPSHOT_PARTS)
+        """Parts whose snapshot from the latest subscription has not arrived: their deltas are stale."""
+        self._resyncing = False
+        self._deferred_state: str | None = None
+        """An interaction state that arrived before any snapshot of the latest subscription."""
 
     @property
     def has_snapshot(self) -> bool:
         """True once the first snapshot of both members and transcript has been applied."""
         return self._snapshots_seen >= SNAPSHOT_PARTS
+
+    @property
+    def has_members_snapshot(self) -> bool:
+        return "members" in self._snapshots_seen
 
     @property
     def typing(self) -> list[Member]:
@@ -62,8 +77,8 @@ class ChatCache:
 
         Before any snapshot there is nothing to reconcile: the next one is simply the first.
         """
-        if self._snapshots_seen:
-            self._resync_pending = set(SNAPSHOT_PARTS)
+        self._awaiting = set(SNAPSHOT_PARTS)
+        self._resyncing = bool(self._snapshots_seen)
 
     def apply(self, message: Any, at: datetime) -> Outcome:
         """Apply one ICWS message; raises :class:`BadMessage` when nothing of it can be used."""
@@ -90,8 +105,13 @@ class ChatCache:
                 self._apply_contents(*update[1:], at, outcome)
             elif update[0] == "state":
                 self._apply_state(update[1], at, outcome)
-            else:
+            elif update[0] == "ended":
                 self._end(at, update[1], outcome)
+            elif update[0] == "morphed":
+                self._morph(update[1])
+            else:
+                self.needs_subscribe = True
+                self.expect_resync()
         if self.ended and not ended_before:
             # The rest of the batch still counts (a resync snapshot queued behind the end may bring lost
             # lines), but chat_ended stays the last event, so a consumer can stop reading at it.
@@ -108,8 +128,8 @@ class ChatCache:
         at: datetime,
         outcome: Outcome,
     ) -> None:
-        if delta and "members" in self._resync_pending:
-            return  # queued before the new subscription, so already part of the snapshot on its way
+        if delta and self._stale("members", at, outcome):
+            return
         if delta:
             for fields in [*added, *changed]:
                 self._upsert(member(*fields), at, outcome)
@@ -158,8 +178,8 @@ class ChatCache:
             outcome.events.append(Event(ev.MEMBER_LEFT, self.interaction_id, at, old.typing(False)))
 
     def _apply_contents(self, delta: bool, lines: list[LineFields], at: datetime, outcome: Outcome) -> None:
-        if delta and "contents" in self._resync_pending:
-            return  # queued before the new subscription, so already part of the snapshot on its way
+        if delta and self._stale("contents", at, outcome):
+            return
         added = list(map(chat_line, lines))
         if delta:
             self._append(added, at, outcome, history=False)
@@ -170,6 +190,21 @@ class ChatCache:
         else:
             self._append(added[self._known_overlap(added) :], at, outcome, history=False)
         self._snapshot_done("contents", at, outcome)
+
+    def _stale(self, part: str, at: datetime, outcome: Outcome) -> bool:
+        """Whether a delta of ``part`` was queued before the latest subscription's snapshot of it.
+
+        Before any of that subscription's snapshots, it was: the snapshot on its way holds it. Once the other
+        part's snapshot has arrived, it was not: a queue keeps its order, so the delta came after the
+        subscription, and the server sent no snapshot of this part (whether a chat with no lines yet gets a
+        contents snapshot is unknown), which is then taken as done.
+        """
+        if part not in self._awaiting:
+            return False
+        if self._awaiting >= SNAPSHOT_PARTS:
+            return True
+        self._snapshot_done(part, at, outcome)
+        return False
 
     def _append(self, lines: list[ChatLine], at: datetime, outcome: Outcome, *, history: bool) -> None:
         """Append lines; each event shows the member as the cache knows it now (typing included)."""
@@ -190,31 +225,76 @@ class ChatCache:
         the earliest position where the snapshot continues the known lines wins, which keeps two identical
         consecutive lines as two lines and copes with a server that trimmed old history.
         """
-        known = [line.identity for line in self.transcript]
-        fresh = [line.identity for line in snapshot]
-        if not fresh:
-            return 0
-        for start in range(len(known)):
-            if known[start] != fresh[0]:
-                continue
-            overlap = min(len(known) - start, len(fresh))
-            if known[start : start + overlap] == fresh[:overlap]:
-                return overlap
-        return 0
+        return overlap([line.identity for line in self.transcript], [line.identity for line in snapshot])
 
     def _snapshot_done(self, part: str, at: datetime, outcome: Outcome) -> None:
         self._snapshots_seen.add(part)
-        if part in self._resync_pending:
-            self._resync_pending.discard(part)
-            if not self._resync_pending:
+        if part in self._awaiting:
+            self._awaiting.discard(part)
+            if not self._awaiting and self._resyncing:
+                self._resyncing = False
                 outcome.events.append(Event(ev.RESYNCED, self.interaction_id, at))
+            if not self._awaiting and self._deferred_state is not None:
+                state, self._deferred_state = self._deferred_state, None
+                self._apply_state(state, at, outcome)
+
+    def _morph(self, new_id: str) -> None:
+        """Follow the interaction to its new id: what is known is kept, under the new id, so the new
+        subscription's snapshot (which names the new id) is reconciled with it, not repeated."""
+        old_id = self.interaction_id
+
+        def moved(who: Member) -> Member:
+            if who.interaction_id != old_id:
+                return who
+            return member(who.user_id, new_id, who.display_name, who.type.value, who.is_typing)
+
+        self.interaction_id = new_id
+        self.members = {m.key: m for m in map(moved, self.members.values())}
+        self.transcript = [line._replace(member=moved(line.member)) for line in self.transcript]
+        self.needs_subscribe = True
+        self.expect_resync()
 
     def _apply_state(self, state: str, at: datetime, outcome: Outcome) -> None:
-        self.interaction_state = state
-        if state in DISCONNECTED_STATES:
+        if self._awaiting >= SNAPSHOT_PARTS:
+            # Queued ahead of the subscription's snapshot, like a stale delta: an "ended" taken now would end
+            # the watch before the snapshot shows the chat, so it waits for that snapshot.
+            self._deferred_state = state
+        elif state in DISCONNECTED_STATES:
             self._end(at, "disconnected", outcome)
 
     def _end(self, at: datetime, reason: str, outcome: Outcome) -> None:
         if not self.ended:
             self.ended = True
             outcome.events.append(Event(ev.CHAT_ENDED, self.interaction_id, at, reason=reason))
+
+
+def overlap(known: Sequence[_Item], fresh: Sequence[_Item]) -> int:
+    """How many leading items of ``fresh`` ``known`` already holds, ``fresh`` aligned at the earliest
+    position of ``known`` that it continues: all of ``fresh`` where it lies wholly inside ``known``, else
+    the longest end of ``known`` that ``fresh`` begins with, else 0.
+
+    Knuth-Morris-Pratt, so linear in ``len(known) + len(fresh)`` however many items are alike (trying each
+    position in turn costs ``len(known) * len(fresh)`` on a transcript of identical lines). A whole match
+    always starts before a partial one, and the first whole match found is the earliest, so the scan can
+    stop there; with none, the match left at the end of ``known`` is the longest partial one.
+    """
+    if not fresh:
+        return 0
+    # border[i]: the length of the longest proper prefix of fresh[: i + 1] that also ends it.
+    border = [0] * len(fresh)
+    length = 0
+    for i in range(1, len(fresh)):
+        while length and fresh[i] != fresh[length]:
+            length = border[length - 1]
+        if fresh[i] == fresh[length]:
+            length += 1
+        border[i] = length
+    matched = 0
+    for item in known:
+        while matched and item != fresh[matched]:
+            matched = border[matched - 1]
+        if item == fresh[matched]:
+            matched += 1
+            if matched == len(fresh):
+                return matched
+    return matched

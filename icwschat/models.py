@@ -18,7 +18,14 @@ CONTENTS_TYPE = "urn:inin.com:interactions.chat:chatContentsMessage"
 INTERACTION_CHANGED_TYPE = "urn:inin.com:interactions:interactionChangedMessage"
 INTERACTION_DEALLOCATED_TYPE = "urn:inin.com:interactions:interactionDeallocatedMessage"
 INTERACTION_LOST_RIGHTS_TYPE = "urn:inin.com:interactions:interactionLostRightsMessage"
+INTERACTION_MORPHED_TYPE = "urn:inin.com:interactions:interactionMorphedMessage"
 CONNECTION_STATE_TYPE = "urn:inin.com:connection:connectionStateChangeMessage"
+SUBSCRIPTION_STATE_TYPE = "urn:inin.com:messaging:subscriptionStateMessage"
+SUBSCRIPTION_FAULTED = 3
+"""``subscriptionStateMessage`` state Faulted (0 None, 1 Normal, 2 Suspended): the subscription delivers
+nothing more until it is made again."""
+CONNECTION_DOWN = 2
+"""``connectionState`` / ``newConnectionState`` down (0 none, 1 up)."""
 DISCONNECTED_STATES = frozenset({"E", "I"})
 """``Eic_State`` letters for an interaction disconnected externally / internally."""
 

@@ -25,7 +25,7 @@ from .errors import InteractionUnavailable, UsageError
 from .jsonio import loads, loads_all
 from .pipeline import Pipeline
 from .sinks import Sink, WatchInfo
-from .updates import Update, parse_messages
+from .updates import Update, followed, parse_messages
 
 log = logging.getLogger("icwschat.replay")
 
@@ -99,7 +99,9 @@ def parse_capture(capture: Iterable[bytes], interaction_id: str | None) -> Itera
         else:
             return
     for messages, bad_lines in itertools.chain(leading, batches):
-        yield ParsedBatch(interaction_id, len(messages), *parse_messages(messages, interaction_id), bad_lines)
+        updates, problems = parse_messages(messages, interaction_id)
+        yield ParsedBatch(interaction_id, len(messages), updates, problems, bad_lines)
+        interaction_id = followed(updates, interaction_id)
 
 
 def replay(

@@ -248,7 +248,13 @@ def follow(env: Environment, options: WatchOptions, sink: Sink, password_stdin: 
             return request.log_in(password)
 
     watcher = Watcher(
-        lambda: make_http(session), session, options, sink, relogin=relogin, on_session=store.save
+        lambda: make_http(session),
+        session,
+        options,
+        sink,
+        relogin=relogin,
+        on_session=store.save,
+        warn=env.say,
     )
     with store.queue_lock(), handled_signals():
         watcher.run()

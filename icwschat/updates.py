@@ -15,7 +15,10 @@ from .models import (
     INTERACTION_CHANGED_TYPE,
     INTERACTION_DEALLOCATED_TYPE,
     INTERACTION_LOST_RIGHTS_TYPE,
+    INTERACTION_MORPHED_TYPE,
     MEMBERS_TYPE,
+    SUBSCRIPTION_FAULTED,
+    SUBSCRIPTION_STATE_TYPE,
     BadMessage,
     LineFields,
     MemberFields,
@@ -34,7 +37,11 @@ StateUpdate = tuple[Literal["state"], str]
 """An interactionChangedMessage that names the interaction's ``Eic_State``."""
 EndUpdate = tuple[Literal["ended"], str]
 """The interaction is gone (deallocated) or out of reach (lost rights): the reason, as events name it."""
-Update = MembersUpdate | ContentsUpdate | StateUpdate | EndUpdate
+MorphUpdate = tuple[Literal["morphed"], str]
+"""The interaction has a new id (interactionMorphedMessage): the new id."""
+FaultUpdate = tuple[Literal["faulted"]]
+"""The chat subscription faulted (subscriptionStateMessage state 3) and must be made again."""
+Update = MembersUpdate | ContentsUpdate | StateUpdate | EndUpdate | MorphUpdate | FaultUpdate
 
 _Parsed = TypeVar("_Parsed", MemberFields, LineFields)
 _ENDINGS = {INTERACTION_DEALLOCATED_TYPE: "deallocated", INTERACTION_LOST_RIGHTS_TYPE: "lost_rights"}
@@ -43,7 +50,8 @@ _ENDINGS = {INTERACTION_DEALLOCATED_TYPE: "deallocated", INTERACTION_LOST_RIGHTS
 def parse_messages(messages: Iterable[Any], interaction_id: str) -> tuple[list[Update], list[str]]:
     """The updates of ``messages`` for ``interaction_id``, and what had to be skipped, in words.
 
-    Messages for other interactions and of other types are no update and no problem.
+    Messages for other interactions and of other types are no update and no problem. After a morph, the
+    messages that follow it are read for the interaction's new id.
     """
     updates: list[Update] = []
     problems: list[str] = []
@@ -55,7 +63,18 @@ def parse_messages(messages: Iterable[Any], interaction_id: str) -> tuple[list[U
         else:
             if update is not None:
                 updates.append(update)
+                if update[0] == "morphed":
+                    interaction_id = update[1]
     return updates, problems
+
+
+def followed(updates: Iterable[Update], interaction_id: str) -> str:
+    """The interaction's id after ``updates``: the last morph's new id, else ``interaction_id``; the id to
+    parse the next batch for."""
+    for update in updates:
+        if update[0] == "morphed":
+            interaction_id = update[1]
+    return interaction_id
 
 
 def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Update | None:
@@ -79,8 +98,15 @@ def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Upd
             _parsed(message, "membersChanged", parse_member, "chat member", interaction_id, problems),
             _parsed(message, "membersRemoved", parse_member, "chat member", interaction_id, problems),
         )
+    if kind == SUBSCRIPTION_STATE_TYPE:
+        return _subscription_state(message, interaction_id)
     if message.get("interactionID") != interaction_id:  # the interaction messages spell it with a capital D
         return None
+    if kind == INTERACTION_MORPHED_TYPE:
+        new_id = message.get("newInteractionID")
+        if not isinstance(new_id, str) or not new_id:
+            raise BadMessage("interactionMorphedMessage has no newInteractionID")
+        return ("morphed", new_id) if new_id != interaction_id else None
     if kind == INTERACTION_CHANGED_TYPE:
         attributes = message.get("attributes")
         if not isinstance(attributes, dict):
@@ -91,6 +117,20 @@ def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Upd
         return ("state", state) if isinstance(state, str) else None
     reason = _ENDINGS.get(kind)
     return ("ended", reason) if reason is not None else None
+
+
+def _subscription_state(message: dict[str, Any], interaction_id: str) -> FaultUpdate | None:
+    """Faulted is the one state that needs doing something: subscribing again.
+
+    Which subscription a state message is about is UNCONFIRMED (the protocol reference lists only
+    ``state`` and ``error``): one that names another interaction is not about this chat; one that names none
+    may be, and subscribing again costs no more than a snapshot.
+    """
+    named = [message[name] for name in ("interactionId", "interactionID") if name in message]
+    if any(name != interaction_id for name in named):
+        return None
+    state = message.get("state")
+    return ("faulted",) if type(state) is int and state == SUBSCRIPTION_FAULTED else None
 
 
 def _parsed(
