@@ -14,7 +14,6 @@ import re
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .environment import Environment
 from .errors import AuthenticationError, ExitCode, ICWSError, Terminated, UsageError, exit_code
+from .session import LoginRequest as LoginRequest  # where commands and tests have always found it
 
 if TYPE_CHECKING:
     from .client import HTTP
@@ -132,55 +132,6 @@ def read_password(env: Environment, password_stdin: bool, *, prompt_for: str | N
     except KeyboardInterrupt:
         env.stderr.write("\n")  # the prompt left the cursor on its line; the shell's prompt needs its own
         raise
-
-
-@dataclass(frozen=True, slots=True)
-class LoginRequest:
-    """Everything a login needs but the password: what ``login`` asks for, and what a renewal repeats."""
-
-    server: str
-    user: str
-    app_name: str = "icwschat"
-    language: str = "en-us"
-    ca_bundle: str | None = None
-    insecure: bool = False
-
-    @classmethod
-    def renewing(cls, session: Session) -> LoginRequest:
-        return cls(
-            session.server,
-            session.user,
-            session.app_name,
-            session.language,
-            session.ca_bundle,
-            session.insecure,
-        )
-
-    def http(self) -> HTTP:
-        from .client import HTTP
-
-        return HTTP(language=self.language, ca_bundle=self.ca_bundle, insecure=self.insecure)
-
-    def log_in(
-        self, password: str, *, on_switchover: Callable[[str, ICWSError], None] | None = None
-    ) -> Session:
-        from .client import login
-
-        http = self.http()
-        try:
-            return login(
-                http,
-                self.server,
-                self.user,
-                password,
-                app_name=self.app_name,
-                language=self.language,
-                ca_bundle=self.ca_bundle,
-                insecure=self.insecure,
-                on_switchover=on_switchover,
-            )
-        finally:
-            http.close()
 
 
 def warn_about_transport(env: Environment, server: str, *, insecure: bool) -> None:
