@@ -57,6 +57,24 @@ DEBUG_HELP = (
 DebugOption = Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)]
 
 
+def _profile_names(incomplete: str) -> list[str]:
+    from .session import profile_names, state_dir
+
+    return [name for name in profile_names(state_dir()) if name.startswith(incomplete)]
+
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        metavar="NAME",
+        autocompletion=_profile_names,
+        help="The profile to use: a server, a user and their session (default: ICWSCHAT_PROFILE, else "
+        "default). See icwschat profiles.",
+    ),
+]
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"icwschat {__version__}")
@@ -71,9 +89,12 @@ def _root(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
     debug: DebugOption = False,
+    profile: ProfileOption = None,
 ) -> None:
     if debug:
         environment(ctx).debug = True
+    if profile is not None:
+        environment(ctx).profile = profile
     if ctx.invoked_subcommand is None:
         # Asking for nothing is asking what there is: the help, on stdout, and success (as gh does).
         typer.echo(ctx.get_help())
@@ -92,21 +113,28 @@ def environment(ctx: typer.Context) -> "Environment":
 
 
 def command(fn: Callable[..., None]) -> Callable[..., None]:
-    """Register ``fn(env, **options)`` as a command: it receives the Environment, accepts ``--debug`` after
-    the command name too, and ends with the contract's exit status."""
+    """Register ``fn(env, **options)`` as a command: it receives the Environment, accepts ``--debug`` and
+    ``--profile`` after the command name too, and ends with the contract's exit status."""
     from_fn = list(inspect.signature(fn).parameters.values())[1:]
     context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
     debug = inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=DebugOption)
+    profile = inspect.Parameter(
+        "profile", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ProfileOption
+    )
 
     @functools.wraps(fn)
-    def run(ctx: typer.Context, *args: Any, debug: bool = False, **kwargs: Any) -> None:
+    def run(
+        ctx: typer.Context, *args: Any, debug: bool = False, profile: str | None = None, **kwargs: Any
+    ) -> None:
         from .runtime import run as run_command
 
         env = environment(ctx)
         env.debug = env.debug or debug
+        if profile is not None:
+            env.profile = profile
         raise typer.Exit(run_command(env, lambda: fn(env, *args, **kwargs)))
 
-    parameters = [context, *from_fn, debug]
+    parameters = [context, *from_fn, debug, profile]
     run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in parameters}
     return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(run)
@@ -154,60 +182,77 @@ def interaction_id(value: str) -> str:
 def login(
     env: "Environment",
     server: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="ICWS_SERVER",
             metavar="URL",
-            help="scheme://host[:port][/proxy/prefix] of the CIC server, e.g. https://cic.example.com:8019.",
+            help="scheme://host[:port][/proxy/prefix] of the CIC server, e.g. https://cic.example.com:8019 "
+            "(default: the profile's).",
         ),
-    ],
-    user: Annotated[str, typer.Option(envvar="ICWS_USER", metavar="USER", help="The CIC user id.")],
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(envvar="ICWS_USER", metavar="USER", help="The CIC user id (default: the profile's)."),
+    ] = None,
     password_stdin: PasswordStdin = False,
+    save_password: Annotated[
+        bool,
+        typer.Option(
+            "--save-password",
+            help="Keep the password in the operating system's keyring for this profile, so later logins and "
+            "watch's renewals need no ICWS_PASSWORD.",
+        ),
+    ] = False,
     app_name: Annotated[
-        str, typer.Option(metavar="NAME", help="Application name the server shows for this session.")
-    ] = "icwschat",
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Application name the server shows for the session (default: the profile's, else icwschat).",
+        ),
+    ] = None,
     language: Annotated[
-        str, typer.Option(metavar="LANG", help="Accept-Language for the whole session.")
-    ] = "en-us",
+        str | None,
+        typer.Option(
+            metavar="LANG", help="Accept-Language for the whole session (default: the profile's, else en-us)."
+        ),
+    ] = None,
     ca_bundle: Annotated[
         Path | None,
         typer.Option(
             exists=True,
             dir_okay=False,
             metavar="PEM",
-            help="PEM file of the CA that signed the server's certificate.",
+            help="PEM file of the CA that signed the server's certificate (default: the profile's, while the "
+            "server is the profile's).",
         ),
     ] = None,
     insecure: Annotated[
-        bool, typer.Option("--insecure", help="Do not verify the server's TLS certificate (dangerous).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--insecure/--no-insecure",
+            show_default=False,
+            help="Do not verify the server's TLS certificate (dangerous; default: the profile's, while the "
+            "server is the profile's).",
+        ),
+    ] = None,
 ) -> None:
-    """Log in to an ICWS server and keep the session for later commands.
+    """Log in to an ICWS server and keep the session in the profile for later commands.
 
-    The password comes from ICWS_PASSWORD, else --password-stdin, else a hidden prompt; it is never
-    written to disk.
+    Options not given are the profile's, from its last login. A session the profile still has is ended
+    first. The password comes from ICWS_PASSWORD, else --password-stdin, else the keyring (after
+    --save-password), else a hidden prompt; it is never written to a file.
     """
-    from .client import alternate_server, normalize_server
-    from .runtime import LoginRequest, read_password, warn_about_transport
+    from .profiles import LoginOptions, log_in
 
-    base = normalize_server(server)
-    alternate_server(base, "probe")  # rejects a server URL no alternate host could be put into
-    request = LoginRequest(
-        base, user, app_name, language, str(ca_bundle.resolve()) if ca_bundle else None, insecure
+    given = LoginOptions(
+        server, user, app_name, language, str(ca_bundle.resolve()) if ca_bundle else None, insecure
     )
-    warn_about_transport(env, base, insecure=insecure)
-    env.store.check_writable()  # before the server creates a session this command could not keep
-    password = read_password(env, password_stdin, prompt_for=f"{user} at {base}")
-    assert password is not None
-
-    def announce(host: str, error: Exception) -> None:
-        env.say(f"{error}; trying alternate host {host}")
-
-    session = request.log_in(password, on_switchover=announce)
-    env.store.save(session)
+    session = log_in(env, given, password_stdin=password_stdin, save_password=save_password)
     features = ", ".join(f"{k} {v}" for k, v in sorted(session.features.items())) or "none reported"
     env.echo(f"Logged in to {session.server} as {session.user} (session {session.session_id}).")
     env.echo(f"Features: {features}")
+    if save_password:
+        env.echo(f"Saved the password in the keyring for profile {env.profile}.")
 
 
 @command
@@ -257,23 +302,65 @@ def status(
 
 
 @command
-def logout(env: "Environment") -> None:
+def logout(
+    env: "Environment",
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local", help="Forget the session here without telling the server (when it cannot be reached)."
+        ),
+    ] = False,
+    forget_password: Annotated[
+        bool, typer.Option("--forget-password", help="Also remove the profile's password from the keyring.")
+    ] = False,
+) -> None:
     """End the session on the server and forget it here (exit 0 also when it had already expired)."""
     from .client import Connection
     from .errors import SessionGone
     from .runtime import make_http
 
+    if forget_password:
+        from .profiles import forget_password as forget
+
+        forgotten = forget(env)
+        env.echo("Removed the saved password." if forgotten else "There was no saved password to remove.")
     session = env.store.load()
     if session is None:
         env.echo("Not logged in; nothing to do.")
         return
-    try:
-        Connection(make_http(session), session).logout()
-        message = f"Logged out of {session.server}."
-    except SessionGone:
-        message = "The server session had already expired; forgot it here."
+    if local:
+        message = f"Forgot the session here without telling {session.server}; it ends there in time."
+    else:
+        try:
+            Connection(make_http(session), session).logout()
+            message = f"Logged out of {session.server}."
+        except SessionGone:
+            message = "The server session had already expired; forgot it here."
     env.store.forget()
     env.echo(message)
+
+
+@command
+def profiles(
+    env: "Environment",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per profile, one per line (NDJSON).")
+    ] = False,
+) -> None:
+    """List the profiles: server, user, and whether each session is alive (* marks the one in use).
+
+    A session is alive, expired, logged out, or unreachable (its server did not answer within seconds).
+    """
+    import json
+
+    from .profiles import list_profiles, table
+
+    states = list_profiles(env)
+    for state in states:
+        if state.problem:
+            env.say(f"profile {state.name}: {state.problem}")
+    for line in [json.dumps(state.to_json()) for state in states] if json_out else table(states):
+        env.echo(line)
 
 
 @command

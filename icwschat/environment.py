@@ -1,5 +1,5 @@
 """The process's surroundings as one object: streams, whether they are terminals, colour, state directory,
-debug, and the one way text reaches the user.
+profile, debug, and the one way text reaches the user.
 
 Commands, renderers and sinks receive it; nothing deep in the code reads ``sys.stdout`` or ``os.environ``, so
 tests build an ``Environment`` (and read what it wrote) instead of patching globals. Every line of text
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TextIO
 
-from .session import SessionStore, state_dir
+from .session import DEFAULT_PROFILE, SessionStore, profile_store, state_dir
 from .textsafe import inert
 
 
@@ -36,6 +36,8 @@ class Environment:
     password: str | None = field(default_factory=lambda: os.environ.get("ICWS_PASSWORD") or None, repr=False)
     debug: bool = field(default_factory=lambda: _flag("ICWSCHAT_DEBUG"))
     """``--debug`` (before or after the command) or ``ICWSCHAT_DEBUG=1``: log requests, show tracebacks."""
+    profile: str = field(default_factory=lambda: os.environ.get("ICWSCHAT_PROFILE") or DEFAULT_PROFILE)
+    """``--profile`` (before or after the command) or ``ICWSCHAT_PROFILE``: whose server, user and session."""
 
     @property
     def stdout_bytes(self) -> IO[bytes]:
@@ -43,7 +45,8 @@ class Environment:
 
     @property
     def store(self) -> SessionStore:
-        return SessionStore(self.state_dir)
+        """The profile's store; ``UsageError`` for a name no profile may have."""
+        return profile_store(self.state_dir, self.profile)
 
     def echo(self, text: str) -> None:
         """A line of results on stdout, made inert (it may quote the server)."""

@@ -7,25 +7,35 @@ driven in-process with an :class:`~icwschat.environment.Environment` built by a 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
 import re
+import shlex
 import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from .environment import Environment
-from .errors import AuthenticationError, ExitCode, ICWSError, Terminated, UsageError, exit_code
+from .errors import (
+    AnotherWatcher,
+    AuthenticationError,
+    ExitCode,
+    ICWSError,
+    Terminated,
+    UsageError,
+    exit_code,
+)
+from .session import DEFAULT_PROFILE, Session, profile_name
+from .session import LoginRequest as LoginRequest  # where commands and tests have always found it
 
 if TYPE_CHECKING:
     from .client import HTTP
-    from .session import Session
     from .simulator import SimulatorServer
     from .sinks import Sink
     from .watch import Watcher, WatchOptions
@@ -36,6 +46,9 @@ BUG_REPORT = (
     "(tokens, cookies and passwords are redacted in it)."
 )
 _LOGIN_ADVICE = re.compile(r"run icwschat login(?: --server URL --user USER)?")
+SHORT_TIMEOUT = (3.0, 5.0)
+"""(connect, read) seconds for what is only worth a moment: ending a session nobody will use again."""
+log = logging.getLogger("icwschat.runtime")
 
 
 def run(env: Environment, action: Callable[[], None]) -> ExitCode:
@@ -44,6 +57,7 @@ def run(env: Environment, action: Callable[[], None]) -> ExitCode:
     if env.debug:
         _log_to(env)
     try:
+        profile_name(env.profile)  # every command takes --profile, and a bad one is refused by every one
         action()
     except ICWSError as error:
         report(env, error)
@@ -86,14 +100,16 @@ def report(env: Environment, error: ICWSError) -> None:
 
 
 def login_command(env: Environment) -> str:
-    """``run icwschat login ...`` with the stored server and user when there are any."""
+    """``run icwschat login ...`` with the profile's server and user when it remembers them."""
+    profile = "" if env.profile == DEFAULT_PROFILE else f" --profile {shlex.quote(env.profile)}"
     try:
-        session = env.store.load()
+        remembered = env.store.remembered()
     except ICWSError:
-        session = None
-    if session is None:
-        return "run icwschat login --server URL --user USER"
-    return f"run icwschat login --server {session.server} --user {session.user}"
+        remembered = None
+    if remembered is None:
+        return f"run icwschat login{profile} --server URL --user USER"
+    login = remembered.login
+    return f"run icwschat login{profile} --server {login.server} --user {shlex.quote(login.user)}"
 
 
 def _quiet_stdout(env: Environment) -> None:
@@ -109,8 +125,11 @@ def _quiet_stdout(env: Environment) -> None:
 # ---- passwords and logging in ------------------------------------------------------------------------
 
 
-def read_password(env: Environment, password_stdin: bool, *, prompt_for: str | None) -> str | None:
-    """The password from ICWS_PASSWORD, else stdin, else a hidden prompt (when ``prompt_for`` is given)."""
+def read_password(
+    env: Environment, password_stdin: bool, *, keyring_entry: str | None, prompt_for: str | None
+) -> str | None:
+    """The password from ICWS_PASSWORD, else stdin, else the keyring (under ``keyring_entry``, when the
+    profile saved one), else a hidden prompt (when ``prompt_for`` is given)."""
     if env.password:
         return env.password
     if password_stdin:
@@ -118,6 +137,17 @@ def read_password(env: Environment, password_stdin: bool, *, prompt_for: str | N
         if not line:
             raise UsageError("--password-stdin was given but standard input held no password")
         return line
+    if keyring_entry is not None:
+        from . import credentials
+
+        try:
+            saved = credentials.saved(keyring_entry)
+        except UsageError as error:  # the next source may still do; the user learns why this one did not
+            env.say(f"the saved password is out of reach: {error.message}")
+            saved = None
+        if saved:
+            return saved
+        log.debug("the keyring holds no password for this profile")
     if prompt_for is None:
         return None
     if not env.stdin_isatty:
@@ -134,53 +164,29 @@ def read_password(env: Environment, password_stdin: bool, *, prompt_for: str | N
         raise
 
 
-@dataclass(frozen=True, slots=True)
-class LoginRequest:
-    """Everything a login needs but the password: what ``login`` asks for, and what a renewal repeats."""
+def keyring_entry(env: Environment) -> str | None:
+    """Where the keyring keeps the profile's password, None when the profile saved none."""
+    profile = env.store.load_profile()
+    if profile is None or not profile.password_saved:
+        return None
+    from .credentials import key
 
-    server: str
-    user: str
-    app_name: str = "icwschat"
-    language: str = "en-us"
-    ca_bundle: str | None = None
-    insecure: bool = False
+    return key(env.profile, profile.login)
 
-    @classmethod
-    def renewing(cls, session: Session) -> LoginRequest:
-        return cls(
-            session.server,
-            session.user,
-            session.app_name,
-            session.language,
-            session.ca_bundle,
-            session.insecure,
-        )
 
-    def http(self) -> HTTP:
-        from .client import HTTP
+def end_session(session: Session) -> bool:
+    """``DELETE`` the server session, best effort and in little time; True when the server ended it."""
+    from .client import Connection
 
-        return HTTP(language=self.language, ca_bundle=self.ca_bundle, insecure=self.insecure)
-
-    def log_in(
-        self, password: str, *, on_switchover: Callable[[str, ICWSError], None] | None = None
-    ) -> Session:
-        from .client import login
-
-        http = self.http()
-        try:
-            return login(
-                http,
-                self.server,
-                self.user,
-                password,
-                app_name=self.app_name,
-                language=self.language,
-                ca_bundle=self.ca_bundle,
-                insecure=self.insecure,
-                on_switchover=on_switchover,
-            )
-        finally:
-            http.close()
+    http = make_http(session)
+    try:
+        Connection(http, session).call("DELETE", "/connection", "ending the session", timeout=SHORT_TIMEOUT)
+    except ICWSError as error:
+        log.debug("could not end session %s: %s %s", session.session_id, error, error.details())
+        return False
+    finally:
+        http.close()
+    return True
 
 
 def warn_about_transport(env: Environment, server: str, *, insecure: bool) -> None:
@@ -234,30 +240,64 @@ def choose_sink(env: Environment, *, json_out: bool, raw: bool, live: bool = Tru
 
 
 def follow(env: Environment, options: WatchOptions, sink: Sink, password_stdin: bool) -> Watcher:
-    """Run a watcher on the stored session, holding the queue lock, renewing the session if it can."""
+    """Run a watcher on the profile's session, holding its queue lock, renewing the session if it can.
+
+    When another process holds the lock, the stored session has its one reader already: with a password at
+    hand (not a prompt) this command reads on a session of its own instead, else it is refused.
+    """
     from .watch import Watcher
 
     store = env.store
     session = store.require()
-    password = read_password(env, password_stdin, prompt_for=None)
-    relogin: Callable[[], Session] | None = None
-    if password is not None:
-        request = LoginRequest.renewing(session)
+    password = read_password(env, password_stdin, keyring_entry=keyring_entry(env), prompt_for=None)
+    relogin = None if password is None else functools.partial(LoginRequest.renewing(session).log_in, password)
+    with ExitStack() as held:
+        try:
+            held.enter_context(store.queue_lock())
+        except AnotherWatcher:
+            if relogin is None:
+                raise
+            return _follow_on_its_own_session(env, relogin, options, sink)
+        watcher = Watcher(
+            lambda: make_http(session),
+            session,
+            options,
+            sink,
+            relogin=relogin,
+            on_session=store.save,
+            warn=env.say,
+        )
+        with handled_signals():
+            watcher.run()
+    return watcher
 
-        def relogin() -> Session:
-            return request.log_in(password)
 
-    watcher = Watcher(
-        lambda: make_http(session),
-        session,
-        options,
-        sink,
-        relogin=relogin,
-        on_session=store.save,
-        warn=env.say,
+def _follow_on_its_own_session(
+    env: Environment, log_in: Callable[[], Session], options: WatchOptions, sink: Sink
+) -> Watcher:
+    """Log in for this command alone, store nothing, and end the session (the latest, after renewals) however
+    the command ends."""
+    from .watch import Watcher
+
+    env.say(
+        "another icwschat process is reading this profile's session; "
+        "this command uses a short-lived session of its own"
     )
-    with store.queue_lock(), handled_signals():
-        watcher.run()
+    with handled_signals():
+        sessions = [log_in()]
+        try:
+            watcher = Watcher(
+                lambda: make_http(sessions[-1]),
+                sessions[0],
+                options,
+                sink,
+                relogin=log_in,
+                on_session=sessions.append,
+                warn=env.say,
+            )
+            watcher.run()
+        finally:
+            end_session(sessions[-1])
     return watcher
 
 
