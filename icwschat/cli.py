@@ -424,6 +424,9 @@ def transcript(
         snapshot_only=True,
         snapshot_timeout=timeout,
         give_up_after=timeout,
+        deadline_option="--timeout",
+        renewal_hint="set ICWS_PASSWORD or save the password with login --save-password, "
+        "so transcript can log in again by itself",
     )
     if json_out or not env.stdout_isatty:
         follow(env, options, choose_sink(env, json_out=json_out, raw=False), password_stdin=False)

@@ -55,6 +55,13 @@ class WatchOptions:
     snapshot_only: bool = False
     """``transcript``: stop as soon as the first snapshot (members and contents) has been applied."""
     snapshot_timeout: float = 30.0
+    deadline_option: str = "--give-up-after"
+    """The option that set ``give_up_after``, named when the watch gives up (``transcript``: --timeout)."""
+    renewal_hint: str = (
+        "set ICWS_PASSWORD, use --password-stdin, or save the password with login --save-password, "
+        "so watch can log in again by itself"
+    )
+    """What to do so the session is renewed by itself; only ``watch`` has --password-stdin."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,7 @@ class Backoff:
         self,
         give_up_after: float,
         *,
+        deadline_option: str = "--give-up-after",
         base: float = 0.5,
         cap: float = 30.0,
         spread: float = 1.0,
@@ -99,6 +107,7 @@ class Backoff:
         rng: random.Random | None = None,
     ) -> None:
         self.give_up_after = give_up_after
+        self.deadline_option = deadline_option
         self.base = base
         self.cap = cap
         self.spread = spread
@@ -125,7 +134,7 @@ class Backoff:
                 error_id=error.error_id,
                 error_code=error.error_code,
                 server_message=error.server_message,
-                hint="check that the server is up; --give-up-after sets how long to keep trying",
+                hint=f"check that the server is up; {self.deadline_option} sets how long to keep trying",
             ) from error
         self.attempt += 1
         ceiling = min(self.cap, self.base * 2.0**self.attempt)
@@ -164,8 +173,10 @@ class Feed(threading.Thread):
         self.stop = threading.Event()
         self.halted = threading.Event()
         self.transport_name = choose(options.transport, self.connection, options.interval, self.stop).name
-        self.backoff = Backoff(options.give_up_after)
-        self.renewal = Backoff(options.give_up_after, base=2.0, spread=0.5)
+        self.backoff = Backoff(options.give_up_after, deadline_option=options.deadline_option)
+        self.renewal = Backoff(
+            options.give_up_after, deadline_option=options.deadline_option, base=2.0, spread=0.5
+        )
         self.interaction_id = options.interaction_id
         self.subscriptions: frozenset[str] = frozenset()
         """Interactions whose subscriptions may exist on the server; replaced, never changed in place, so
@@ -279,7 +290,7 @@ class Feed(threading.Thread):
         if self.relogin is None:
             raise AuthenticationError(
                 "session expired; run icwschat login",
-                hint="set ICWS_PASSWORD (or use --password-stdin) so watch can log in again itself",
+                hint=self.options.renewal_hint,
             ) from gone
         self._refuse_if_logged_off()
         held = self._logged_in_at is None or time.monotonic() - self._logged_in_at >= SESSION_HELD

@@ -284,3 +284,14 @@ def test_status_names_the_servers_icws_release(logged_in: SimulatorServer) -> No
     assert shown.code == 0, shown.err
     assert "ICWS:       2015 R1 (icwschat simulator)" in shown.out
     assert json.loads(run("status", "--json").out)["serverVersion"] == "2015 R1 (icwschat simulator)"
+
+
+def test_transcript_hints_name_its_own_options(logged_in: SimulatorServer) -> None:
+    logged_in.simulator.expire_sessions()
+    expired = run("transcript", "1001")
+    assert expired.code == ExitCode.AUTHENTICATION
+    assert "--save-password" in expired.err and "--password-stdin" not in expired.err
+    logged_in.stop()
+    unreachable = run("transcript", "1001", "--timeout", "1")
+    assert unreachable.code == ExitCode.SERVER_UNAVAILABLE
+    assert "--timeout sets how long" in unreachable.err and "--give-up-after" not in unreachable.err
