@@ -295,3 +295,10 @@ def test_transcript_hints_name_its_own_options(logged_in: SimulatorServer) -> No
     unreachable = run("transcript", "1001", "--timeout", "1")
     assert unreachable.code == ExitCode.SERVER_UNAVAILABLE
     assert "--timeout sets how long" in unreachable.err and "--give-up-after" not in unreachable.err
+
+
+def test_bash_completes_profile_names(sim: SimulatorServer) -> None:
+    for name in ("prod", "staging"):
+        assert run("login", "--profile", name, "--server", sim.url, "--user", USER, password=PASSWORD).code == 0
+    assert bash_complete("icwschat status --profile ''") == ["prod", "staging"]
+    assert bash_complete("icwschat --profile st") == ["staging"]
