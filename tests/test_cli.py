@@ -299,6 +299,7 @@ def test_transcript_hints_name_its_own_options(logged_in: SimulatorServer) -> No
 
 def test_bash_completes_profile_names(sim: SimulatorServer) -> None:
     for name in ("prod", "staging"):
-        assert run("login", "--profile", name, "--server", sim.url, "--user", USER, password=PASSWORD).code == 0
+        logged = run("login", "--profile", name, "--server", sim.url, "--user", USER, password=PASSWORD)
+        assert logged.code == 0, logged.err
     assert bash_complete("icwschat status --profile ''") == ["prod", "staging"]
     assert bash_complete("icwschat --profile st") == ["staging"]
