@@ -307,3 +307,18 @@ def test_an_absurd_retry_field_is_bounded_not_a_crash() -> None:
     parser = SSEParser()
     parser.feed(b"retry: " + b"9" * 5000 + b"\n\nretry: \xd9\xa3\n\n")
     assert parser.retry_ms is not None and parser.retry_ms >= 3_600_000  # longer than any wait allowed
+
+
+def test_an_event_nested_past_any_parser_is_not_json() -> None:
+    """A RecursionError from the parser would end the watch with exit 1; it must be a ProtocolError, which
+    the watch answers with a fresh subscription."""
+    deep = b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n"
+
+    class Stream:
+        def open_event_stream(self, read_timeout: float) -> Iterator[bytes]:
+            yield deep
+
+    batches = SSETransport(Stream(), threading.Event()).batches()  # type: ignore[arg-type]
+    assert next(batches) is None
+    with pytest.raises(ProtocolError, match="not JSON"):
+        next(batches)
