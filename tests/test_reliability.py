@@ -107,6 +107,19 @@ def test_bursts_of_500_truncated_json_and_503_are_retried(paced: SimulatorServer
     assert paced.simulator.faults.injected == {"pollFailures": 4}
 
 
+def test_429_is_waited_out_as_the_server_asks(paced: SimulatorServer) -> None:
+    """429 is "busy": wait Retry-After (1 s here) and go on; never exit 1 ("a bug") or 3 ("bad credentials")."""
+
+    def busy() -> None:
+        paced.simulator.faults.poll_failures.extend(["429", "429"])
+
+    code, events, err = watch_with_fault(paced, busy, "--transport", "poll")
+    assert code == 0, err
+    assert "reconnecting (attempt 1, next in 1.0 s)" in err
+    assert_every_line_once(paced, events)
+    assert paced.simulator.faults.injected == {"pollFailures": 2}
+
+
 def test_dropped_event_streams_are_reopened(paced: SimulatorServer) -> None:
     def flaky() -> None:
         paced.simulator.faults.drop_streams_after = 2
