@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,3 +71,19 @@ def test_record_and_replay(logged_in: SimulatorServer, tmp_path: Path) -> None:
     counts = [line.split(None, 1) for line in proc.stdout.splitlines()]
     assert counts == [["2", "HelpBot"], ["2", "Max"], ["1", "Agent One"]]
     assert capture.read_text(encoding="utf-8").count("chatContentsMessage") >= 5
+
+
+TERMINAL_ACTIVE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""What a terminal acts on: C0 controls but tab and newline, DEL, C1, and the bidi formatting characters."""
+
+
+@pytest.mark.parametrize("name", ["messages-as-text.sh", "typing-events.sh", "record-and-replay.sh"])
+def test_recipes_are_safe_on_a_terminal_for_the_hostile_chat(
+    logged_in: SimulatorServer, tmp_path: Path, name: str
+) -> None:
+    """Chat 1001 carries escape sequences, OSC titles and hyperlinks, C1 and bidi overrides in names and
+    text: whatever a recipe prints for it may go straight to a terminal."""
+    proc = run_example(name, "1001", str(tmp_path / "chat.ndjson"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    assert not TERMINAL_ACTIVE.search(proc.stdout), repr(TERMINAL_ACTIVE.search(proc.stdout))
