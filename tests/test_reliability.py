@@ -108,7 +108,7 @@ def test_bursts_of_500_truncated_json_and_503_are_retried(paced: SimulatorServer
 
 
 def test_429_is_waited_out_as_the_server_asks(paced: SimulatorServer) -> None:
-    """429 is "busy": wait Retry-After (1 s here) and go on; never exit 1 ("a bug") or 3 ("bad credentials")."""
+    """429 is "busy": wait Retry-After (1 s here), go on; never exit 1 ("a bug") or 3 ("bad credentials")."""
 
     def busy() -> None:
         paced.simulator.faults.poll_failures.extend(["429", "429"])
