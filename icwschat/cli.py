@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .environment import Environment
 
 INTERACTION_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
+LANGUAGE = re.compile(r"[A-Za-z0-9*][A-Za-z0-9*,;=. _-]{0,99}")
 
 app = typer.Typer(
     name="icwschat",
@@ -151,8 +152,20 @@ def _finite(value: float) -> float:
     return value
 
 
-def finite(help: str, *, minimum: float, metavar: str = "SECONDS") -> Any:
-    return typer.Option(min=minimum, metavar=metavar, callback=_finite, help=help)
+A_WEEK = 7 * 24 * 3600.0
+"""The largest number of seconds (or speed-up) any option takes: far beyond any use, and within what a
+timer accepts (an interval of 1e10 s overflowed one)."""
+
+
+def finite(help: str, *, minimum: float, metavar: str = "SECONDS", maximum: float = A_WEEK) -> Any:
+    return typer.Option(min=minimum, max=maximum, metavar=metavar, callback=_finite, help=help)
+
+
+def _language(value: str | None) -> str | None:
+    """Accept-Language is sent as a header: a language range list (``en-us``, ``de;q=0.8``), nothing else."""
+    if value is not None and not LANGUAGE.fullmatch(value):
+        raise typer.BadParameter(f"{value!r} is not an Accept-Language value such as en-us or de-de,de;q=0.8")
+    return value
 
 
 PasswordStdin = Annotated[
@@ -213,7 +226,9 @@ def login(
     language: Annotated[
         str | None,
         typer.Option(
-            metavar="LANG", help="Accept-Language for the whole session (default: the profile's, else en-us)."
+            metavar="LANG",
+            callback=_language,
+            help="Accept-Language for the whole session (default: the profile's, else en-us).",
         ),
     ] = None,
     ca_bundle: Annotated[

@@ -594,7 +594,7 @@ def _json(response: requests.Response, what: str) -> Any:
 
 
 def raise_for_status(
-    response: requests.Response, what: str, client_error: type[ICWSError] = ICWSError
+    response: requests.Response, what: str, client_error: type[ICWSError] = ServerUnavailable
 ) -> None:
     """Turn a non-2xx reply into the error class a user understands; 4xx other than 401 and 429 →
     ``client_error``."""
@@ -823,7 +823,7 @@ class Connection:
         what: str,
         *,
         body: Any = None,
-        client_error: type[ICWSError] = ICWSError,
+        client_error: type[ICWSError] = ServerUnavailable,
         timeout: tuple[float, float] | None = None,
     ) -> requests.Response:
         response = self.http.send(

@@ -24,13 +24,20 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _stream(stream: TextIO | None) -> TextIO:
+    """The stream, or /dev/null in its place when the shell started us with it closed (``>&-``)."""
+    if stream is not None:
+        return stream
+    return open(os.devnull, "r+", encoding="utf-8")  # kept open for the life of the process
+
+
 @dataclass
 class Environment:
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    stdin: TextIO = field(default_factory=lambda: sys.stdin)
-    stdout_isatty: bool = field(default_factory=lambda: sys.stdout.isatty())
-    stdin_isatty: bool = field(default_factory=lambda: sys.stdin.isatty())
+    stdout: TextIO = field(default_factory=lambda: _stream(sys.stdout))
+    stderr: TextIO = field(default_factory=lambda: _stream(sys.stderr))
+    stdin: TextIO = field(default_factory=lambda: _stream(sys.stdin))
+    stdout_isatty: bool = field(default_factory=lambda: _stream(sys.stdout).isatty())
+    stdin_isatty: bool = field(default_factory=lambda: _stream(sys.stdin).isatty())
     no_color: bool = field(default_factory=lambda: bool(os.environ.get("NO_COLOR")))
     state_dir: Path = field(default_factory=state_dir)
     password: str | None = field(default_factory=lambda: os.environ.get("ICWS_PASSWORD") or None, repr=False)

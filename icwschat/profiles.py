@@ -139,21 +139,15 @@ def _locked_for_login(store: SessionStore) -> Iterator[None]:
 def _replace_session(
     env: Environment, store: SessionStore, request: LoginRequest, password: str, previous: Session | None
 ) -> Session:
-    ended = previous is not None and end_session(previous)
-    if ended:
-        assert previous is not None
-        env.say(f"ended the profile's previous session {previous.session_id} on {previous.server}")
+    """Log in, then end the profile's previous session: a login that fails leaves the old one working."""
 
     def announce(host: str, error: ICWSError) -> None:
         env.say(f"{error}; trying alternate host {host}")
 
-    try:
-        session = request.log_in(password, on_switchover=announce)
-    except ICWSError:
-        if ended:
-            store.forget()  # it names a session that is no more
-        raise
+    session = request.log_in(password, on_switchover=announce)
     store.save(session)
+    if previous is not None and end_session(previous):
+        env.say(f"ended the profile's previous session {previous.session_id} on {previous.server}")
     return session
 
 

@@ -7,6 +7,7 @@ driven in-process with an :class:`~icwschat.environment.Environment` built by a 
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import logging
@@ -33,6 +34,7 @@ from .errors import (
 )
 from .session import DEFAULT_PROFILE, Session, profile_name
 from .session import LoginRequest as LoginRequest  # where commands and tests have always found it
+from .textsafe import inert
 
 if TYPE_CHECKING:
     from .client import HTTP
@@ -45,6 +47,7 @@ BUG_REPORT = (
     "  Please report it to the icwschat maintainers with the output of the same command run with --debug "
     "(tokens, cookies and passwords are redacted in it)."
 )
+_OUTPUT_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF})
 _LOGIN_ADVICE = re.compile(r"run icwschat login(?: --server URL --user USER)?")
 SHORT_TIMEOUT = (3.0, 5.0)
 """(connect, read) seconds for what is only worth a moment: ending a session nobody will use again."""
@@ -67,6 +70,14 @@ def run(env: Environment, action: Callable[[], None]) -> ExitCode:
     except BrokenPipeError:
         _quiet_stdout(env)
         return ExitCode.OK
+    except OSError as error:
+        if error.errno not in _OUTPUT_ERRORS:
+            raise
+        # Standard output on a full disk, or closed: what was asked cannot be shown. Said on stderr; the
+        # interpreter's last flush of stdout would fail again, so it goes to /dev/null.
+        _quiet_stdout(env)
+        env.say(f"error: cannot write the output: {error.strerror or error}")
+        return ExitCode.USAGE
     except Exception:  # noqa: BLE001 - the last resort: a bug is reported, never shown as a traceback
         env.say(f"unexpected error: {BUG_REPORT}")
         if env.debug:
@@ -77,9 +88,17 @@ def run(env: Environment, action: Callable[[], None]) -> ExitCode:
     return ExitCode.OK
 
 
+class _InertFormatter(logging.Formatter):
+    """Debug records quote the server (error bodies, ids, problems in its messages): each is made inert as
+    a whole, so no log call can forget it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(super().format(record))
+
+
 def _log_to(env: Environment) -> None:
     handler = logging.StreamHandler(env.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    handler.setFormatter(_InertFormatter("%(asctime)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from .errors import AnotherWatcher, AuthenticationError, ICWSError, UsageError
 
@@ -190,7 +191,38 @@ def _from_json(cls: type[_Record], data: Any) -> _Record:
         if not fits(value):
             raise ValueError(f"{spec.name} is {_json_type(value)}, not {expected}")
         values[spec.name] = value
+    for name, value in values.items():
+        check = _VALUE_CHECKS.get(name)
+        if check is not None and not check(value):
+            raise ValueError(f"{name} is not a usable value: {value!r:.80}")
     return cls(**values)
+
+
+def _is_server(value: str) -> bool:
+    """A base URL as ``login`` stores it: http(s), a host, a valid port, no query or credentials."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.query or parts.fragment or parts.username)
+        and _PRINTABLE.fullmatch(value) is not None
+    )
+
+
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
+"""Text that can go into a request line or header as it is: visible ASCII, no space, no line break."""
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
+_VALUE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    # Read back from a file another program (or person) may have edited, then put into requests.
+    "server": _is_server,
+    "csrf_token": lambda value: _HEADER_VALUE.fullmatch(value) is not None,
+    "cookie": lambda value: _HEADER_VALUE.fullmatch(value) is not None,
+    "language": lambda value: _HEADER_VALUE.fullmatch(value) is not None,
+}
 
 
 def _json_type(value: Any) -> str:

@@ -327,8 +327,14 @@ class Feed(threading.Thread):
             if self.halted.is_set():
                 return False
             iid = self.interaction_id
-            self.subscriptions |= {iid}
-            self.connection.subscribe_chat(iid)
+            known = iid in self.subscriptions
+            self.subscriptions |= {iid}  # before the PUT: one with no answer may still have made it
+            try:
+                self.connection.subscribe_chat(iid)
+            except ICWSError as refused:
+                if refused.status is not None and not known:
+                    self.subscriptions -= {iid}  # the server answered, and made nothing to remove later
+                raise
             self._watch_interaction(iid)
             for old in sorted(self.subscriptions - {iid}):
                 self._drop(old)

@@ -8,13 +8,14 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import PASSWORD, USER, icwschat
-from hostile import HostileServer, Request, reply
+from hostile import HostileServer, Request, login_reply, reply
 from typer.testing import CliRunner
 
 from icwschat import runtime
@@ -303,3 +304,116 @@ def test_bash_completes_profile_names(sim: SimulatorServer) -> None:
         assert logged.code == 0, logged.err
     assert bash_complete("icwschat status --profile ''") == ["prod", "staging"]
     assert bash_complete("icwschat --profile st") == ["staging"]
+
+
+# ---- what an adversarial review found ---------------------------------------------------------------
+
+
+def icws_server(answer: Callable[[Request, socket.socket], None]) -> HostileServer:
+    """A server that logs in like ICWS and answers everything else with ``answer``."""
+
+    def handle(request: Request, conn: socket.socket) -> None:
+        if request.method == "POST" and request.path.startswith("/icws/connection"):
+            login_reply(conn)
+        else:
+            answer(request, conn)
+
+    return HostileServer(handle)
+
+
+def test_debug_output_makes_the_servers_words_inert() -> None:
+    def failing(request: Request, conn: socket.socket) -> None:
+        reply(conn, 500, {"errorId": "boom" + ESCAPES, "message": ESCAPES})
+
+    with icws_server(failing) as server:
+        assert run("login", "--server", server.url, "--user", USER, password=PASSWORD).code == 0
+        result = icwschat("watch", "1001", "--transport", "poll", "--give-up-after", "1", "--debug")
+    assert result.code == ExitCode.SERVER_UNAVAILABLE
+    assert "HTTP 500" in result.err
+    assert_inert(result.err)
+
+
+@pytest.mark.parametrize(("method", "status", "command"), [("GET", 404, "status"), ("DELETE", 403, "logout")])
+def test_a_session_call_refused_with_an_odd_4xx_is_no_bug(method: str, status: int, command: str) -> None:
+    def odd(request: Request, conn: socket.socket) -> None:
+        reply(conn, status if request.method == method else 200, {"connectionState": 1})
+
+    with icws_server(odd) as server:
+        assert run("login", "--server", server.url, "--user", USER, password=PASSWORD).code == 0
+        result = run(command)
+    assert result.code == ExitCode.SERVER_UNAVAILABLE, result.err
+    assert f"HTTP {status}" in result.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("watch", "1001", "--interval", "1e10"),
+        ("login", "--server", "http://127.0.0.1:9", "--user", USER, "--language", "€"),
+        ("login", "--server", "http://127.0.0.1:9", "--user", USER, "--language", "en\r\nX-Evil: 1"),
+    ],
+)
+def test_values_no_request_could_carry_are_usage_errors(args: tuple[str, ...]) -> None:
+    result = run(*args, password=PASSWORD)
+    assert result.code == ExitCode.USAGE, (result.out, result.err)
+
+
+def test_output_that_cannot_be_written_is_said_once_and_is_no_bug(logged_in: SimulatorServer) -> None:
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "icwschat", "status"], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert "cannot write the output" in proc.stderr and "Traceback" not in proc.stderr
+    closed = subprocess.run(
+        [sys.executable, "-m", "icwschat", "status"],
+        stdout=None,
+        stderr=subprocess.PIPE,
+        text=True,
+        close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert "Traceback" not in closed.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("server", "http://[::1"),
+        ("server", "ftp://cic.example.com"),
+        ("server", ""),
+        ("server", "http://cic.example.com\x1b[2J"),
+        ("csrf_token", "a\nX-Evil: 1"),
+        ("language", "€"),
+    ],
+)
+def test_a_session_file_with_unusable_values_is_damaged(
+    logged_in: SimulatorServer, isolated: Path, field: str, value: str
+) -> None:
+    stored = json.loads((isolated / "session.json").read_text())
+    stored[field] = value
+    (isolated / "session.json").write_text(json.dumps(stored))
+    result = run("status")
+    assert result.code == ExitCode.AUTHENTICATION, result.err
+    assert field in result.err
+    assert_inert(result.err)
+
+
+def test_a_failed_login_keeps_the_session_that_works(logged_in: SimulatorServer) -> None:
+    refused = run("login", "--user", "typo", password="wrong")
+    assert refused.code == ExitCode.AUTHENTICATION
+    assert run("status").code == 0
+    assert len(logged_in.simulator.sessions) == 1
+
+
+def test_clean_up_names_no_subscription_the_server_refused_to_make() -> None:
+    def conflict(request: Request, conn: socket.socket) -> None:
+        reply(conn, 409 if request.method == "PUT" else 500, {"message": "no"})
+
+    with icws_server(conflict) as server:
+        assert run("login", "--server", server.url, "--user", USER, password=PASSWORD).code == 0
+        result = run("watch", "1001", "--json", "--transport", "poll")
+    assert result.code == ExitCode.UNAVAILABLE_INTERACTION, result.err
+    assert "could not remove" not in result.err and "may be left" not in result.err
+    assert not [r for r in server.requests if r.method == "DELETE" and r.path.endswith("/chat")]
