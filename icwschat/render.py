@@ -7,6 +7,10 @@ objects, never parsed as markup.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import io
+import os
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +27,11 @@ from .models import ChatLine, Member, MemberType
 from .sinks import WatchInfo, clock
 from .textsafe import inert
 
+try:
+    import termios
+except ImportError:  # not POSIX (Windows): no terminal settings to change, and its console echoes no keys
+    termios = None  # type: ignore[assignment]
+
 PALETTE = ("cyan", "green", "magenta", "yellow", "blue", "bright_cyan", "bright_green", "bright_magenta")
 BADGES = {
     MemberType.SYSTEM: ("system", "dim"),
@@ -34,7 +43,20 @@ BADGES = {
 
 
 def make_console(file: IO[str], *, no_color: bool, force_terminal: bool | None = None) -> Console:
+    if isinstance(file, io.TextIOWrapper) and codecs.lookup(file.encoding).name != "utf-8":
+        # What a terminal's encoding lacks is shown as \uXXXX rather than ending the command.
+        file.reconfigure(errors="backslashreplace")
     return Console(file=file, no_color=no_color, force_terminal=force_terminal, highlight=False, emoji=False)
+
+
+def draws_views(console: Console) -> bool:
+    """Whether the view can be drawn: a terminal that moves the cursor (``TERM=dumb`` cannot) and takes
+    UTF-8 (the view's rules, marks and placeholders are not ASCII). Elsewhere the plain log serves."""
+    return not console.is_dumb_terminal and _takes_utf8(console)
+
+
+def _takes_utf8(console: Console) -> bool:
+    return codecs.lookup(console.encoding).name == "utf-8"
 
 
 def member_style(member: Member) -> str:
@@ -191,13 +213,54 @@ class FrameSink:
             self.console.print(self._frame())
 
 
-class LiveSink(FrameSink):
-    """The live view on a terminal: an alternate screen while watching, the final frame left on exit."""
+class QuietKeys:
+    """Keys typed at the view are neither echoed into it nor left for the shell: while it runs, echo and line
+    editing are off on the terminal; :meth:`restore` puts back the exact settings and discards what was
+    typed. Does nothing where there is no terminal to quieten (a pipe, Windows, a background job)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, keys: IO[str]) -> None:
+        self._fd = -1
+        self._saved: list[Any] | None = None
+        if termios is None:
+            return
+        try:
+            fd = keys.fileno()
+            if not os.isatty(fd) or _in_background(fd):
+                return
+            self._saved = termios.tcgetattr(fd)
+            quiet = termios.tcgetattr(fd)
+            quiet[3] &= ~(termios.ECHO | termios.ICANON)
+            termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        except (OSError, ValueError, termios.error):  # ValueError: a closed or detached stream
+            self._saved = None
+            return
+        self._fd = fd
+
+    def restore(self) -> None:
+        saved, self._saved = self._saved, None
+        if saved is not None:
+            with contextlib.suppress(termios.error):  # a terminal that has gone away keeps no settings
+                termios.tcsetattr(self._fd, termios.TCSAFLUSH, saved)  # TCSAFLUSH: typed keys are discarded
+
+
+def _in_background(fd: int) -> bool:
+    """A job in the background that changed its terminal's settings would be stopped (SIGTTOU)."""
+    try:
+        return os.tcgetpgrp(fd) != os.getpgrp()
+    except OSError:  # not this process's controlling terminal: no job control applies to it
+        return False
+
+
+class LiveSink(FrameSink):
+    """The live view on a terminal: an alternate screen while watching, the final frame left on exit.
+    ``keys``: the terminal the user types at (standard input), kept quiet while the view runs."""
+
+    def __init__(self, console: Console, keys: IO[str]) -> None:
         super().__init__(console)
         self.live: Live | None = None
         self._size = console.size
+        self._keys = keys
+        self._quiet: QuietKeys | None = None
 
     def started(self, info: WatchInfo) -> None:
         super().started(info)
@@ -209,7 +272,12 @@ class LiveSink(FrameSink):
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self.live.start(refresh=True)
+        self._quiet = QuietKeys(self._keys)
+        try:
+            self.live.start(refresh=True)
+        except BaseException:
+            self._quiet.restore()
+            raise
 
     def update(self, events: list[Event], cache: ChatCache) -> None:
         super().update(events, cache)
@@ -232,8 +300,12 @@ class LiveSink(FrameSink):
     def close(self) -> None:
         if self.live is None:
             return
-        self.live.stop()
-        self.live = None
+        try:
+            self.live.stop()
+        finally:
+            self.live = None
+            if self._quiet is not None:
+                self._quiet.restore()
         super().close()
 
 
@@ -243,7 +315,8 @@ def print_transcript(console: Console, info: WatchInfo, cache: ChatCache) -> Non
     parts: Iterable[RenderableType] = (
         header(state, cache),
         members_text(cache),
-        Rule(style="dim"),
+        # rich draws a rule in ASCII for a terminal that lacks "─" only when the rule has a title
+        Rule(style="dim", characters="─" if _takes_utf8(console) else "-"),
         *(line_text(line) for line in cache.transcript),
     )
     for part in parts:

@@ -251,10 +251,12 @@ def choose_sink(env: Environment, *, json_out: bool, raw: bool, live: bool = Tru
     if raw:
         return RawSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
     if env.stdout_isatty:
-        from .render import FrameSink, LiveSink, make_console
+        from .render import FrameSink, LiveSink, draws_views, make_console
 
         console = make_console(env.stdout, no_color=env.no_color)
-        return LiveSink(console) if live else FrameSink(console)
+        if draws_views(console):
+            return LiveSink(console, env.stdin) if live else FrameSink(console)
+        return PlainSink(env.stdout_bytes, env.stderr, encoding=console.encoding)
     return PlainSink(env.stdout_bytes, env.stderr)
 
 

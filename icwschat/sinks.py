@@ -150,9 +150,18 @@ def plain_line(event: Event) -> str | None:
 
 
 class PlainSink(LineSink):
-    """Watching into a pipe or file without ``--json``: a readable log, one line per thing said or done."""
+    """Watching into a pipe or file without ``--json``: a readable log, one line per thing said or done.
+
+    In UTF-8, or in ``encoding`` (a terminal's that is not UTF-8), where what it lacks is written as
+    ``\\xNN``/``\\uXXXX``."""
+
+    def __init__(self, out: IO[bytes], err: IO[str], *, encoding: str = "utf-8") -> None:
+        super().__init__(out, err)
+        self.encoding = encoding
 
     def update(self, events: list[Event], cache: ChatCache) -> None:
         lines = [text for text in map(plain_line, events) if text is not None]
         if lines:
-            self.write("".join(f"{text}\n" for text in lines).encode(errors="replace"))
+            self.write(
+                "".join(f"{text}\n" for text in lines).encode(self.encoding, errors="backslashreplace")
+            )

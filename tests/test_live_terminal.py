@@ -2,59 +2,106 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
+import signal
+import struct
+import termios
 import time
+from typing import Any
 
 import pyte
 from conftest import cli_env, spawn
 
 from icwschat.simulator import SimulatorServer
 
+TYPED = b"qxyzzy\x1b[A\x1b[B\x1b[5~"
+"""Keys a user presses at the view: q, letters, arrows up and down, PageUp."""
 
-def run_in_terminal(
-    args: list[str], until: str, columns: int = 100, lines: int = 30
-) -> tuple[pyte.Screen, int]:
-    screen = pyte.Screen(columns, lines)
-    stream = pyte.ByteStream(screen)
-    primary, secondary = pty.openpty()
-    import fcntl
-    import struct
-    import termios
 
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
-    env = cli_env(TERM="xterm-256color", COLUMNS=str(columns), LINES=str(lines))
-    proc = spawn(*args, env=env, stdin=secondary, stdout=secondary, stderr=secondary, start_new_session=True)
-    os.close(secondary)
-    deadline = time.monotonic() + 30
-    seen = ""
-    try:
+class Terminal:
+    """The CLI on a pseudo-terminal of its own, everything it writes fed to a pyte screen.
+
+    The test keeps the terminal's secondary side open, as a shell would, so its settings and pending input
+    can be read after the process has gone.
+    """
+
+    def __init__(self, args: list[str], columns: int = 100, lines: int = 30, **env: str) -> None:
+        self.screen = pyte.Screen(columns, lines)
+        self.stream = pyte.ByteStream(self.screen)
+        self.output = b""
+        self.primary, self.secondary = pty.openpty()
+        fcntl.ioctl(self.secondary, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+        self.settings_before = termios.tcgetattr(self.secondary)
+        environment = {"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(lines), **env}
+        self.proc = spawn(
+            *args,
+            env=cli_env(**environment),
+            stdin=self.secondary,
+            stdout=self.secondary,
+            stderr=self.secondary,
+            start_new_session=True,
+        )
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+        os.close(self.primary)
+        os.close(self.secondary)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.screen.display)
+
+    def _read(self, timeout: float) -> bool:
+        if not select.select([self.primary], [], [], timeout)[0]:
+            return False
+        data = os.read(self.primary, 65536)
+        self.output += data
+        self.stream.feed(data)
+        return bool(data)
+
+    def wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + 30
+        while text not in self.text and self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)
+        assert text in self.text, self.text
+
+    def read_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([primary], [], [], 0.1)
-            if ready:
-                try:
-                    stream.feed(os.read(primary, 65536))
-                except OSError:
-                    break
-            seen = "\n".join(screen.display)
-            if until in seen or proc.poll() is not None:
-                break
-        assert until in seen, seen
-        code = proc.wait(timeout=20)
-        while select.select([primary], [], [], 0.2)[0]:
-            try:
-                data = os.read(primary, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            stream.feed(data)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(primary)
-    return screen, code
+            self._read(0.05)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.primary, keys)
+
+    def exit_code(self) -> int:
+        code = self.proc.wait(timeout=20)
+        while self._read(0.2):
+            pass
+        return code
+
+    def pending_input(self) -> bytes:
+        """What a shell would read next from the terminal (after the settings were checked: this alters
+        them)."""
+        raw = termios.tcgetattr(self.secondary)
+        raw[3] &= ~termios.ICANON
+        raw[6][termios.VMIN] = 0
+        raw[6][termios.VTIME] = 0
+        termios.tcsetattr(self.secondary, termios.TCSANOW, raw)
+        return os.read(self.secondary, 4096)
+
+
+def run_in_terminal(args: list[str], until: str, **options: Any) -> tuple[pyte.Screen, int]:
+    with Terminal(args, **options) as terminal:
+        terminal.wait_for(until)
+        return terminal.screen, terminal.exit_code()
 
 
 def test_live_view_shows_the_chat_and_keeps_hostile_text_inert(logged_in: SimulatorServer) -> None:
@@ -67,3 +114,55 @@ def test_live_view_shows_the_chat_and_keeps_hostile_text_inert(logged_in: Simula
     assert "␛]0;pwned␇" in text and "[red]not markup[/red]" in text
     assert screen.title == ""
     assert "Jane has joined the conversation." in text or "Thank you, bye!" in text
+
+
+def test_a_dumb_terminal_gets_the_plain_log_as_the_chat_goes(slow_sim: SimulatorServer) -> None:
+    with Terminal(["watch", "1001"], TERM="dumb") as terminal:
+        terminal.wait_for("Hi, I need help with order 4711.")
+        assert "ended" not in terminal.text  # shown while watching, not only in a final frame
+        terminal.proc.send_signal(signal.SIGTERM)
+        assert terminal.exit_code() == 128 + signal.SIGTERM
+    assert b"\x1b" not in terminal.output  # no cursor movement, no alternate screen, no colour
+    assert "Agent One: Hello Jane! Let me look that up for you." in terminal.text
+
+
+def test_a_terminal_that_is_not_utf8_gets_plain_text_with_placeholders(logged_in: SimulatorServer) -> None:
+    with Terminal(["watch", "1001"], PYTHONIOENCODING="ascii") as terminal:
+        terminal.wait_for("the chat has ended")
+        assert terminal.exit_code() == 0
+    assert terminal.output.isascii()
+    assert "Traceback" not in terminal.text and "bug" not in terminal.text
+    assert "Jane Doe: ok" in terminal.text
+    assert "\\u241b]0;pwned\\u2407" in terminal.text  # the inert placeholders, themselves escaped
+
+
+def test_a_transcript_on_a_terminal_that_is_not_utf8_is_readable(logged_in: SimulatorServer) -> None:
+    with Terminal(["transcript", "1001"], PYTHONIOENCODING="ascii") as terminal:
+        terminal.wait_for("Hi, I need help with order 4711.")
+        assert terminal.exit_code() == 0
+    assert terminal.output.isascii()
+    assert "Traceback" not in terminal.text and "bug" not in terminal.text
+    assert "interaction 1001 \\xb7 snapshot" in terminal.text and "-" * 40 in terminal.text
+
+
+def test_keys_are_not_echoed_and_the_terminal_is_restored_after_sigterm(slow_sim: SimulatorServer) -> None:
+    with Terminal(["watch", "1001"]) as terminal:
+        terminal.wait_for("interaction 1001")
+        terminal.type(TYPED + b"\r")
+        terminal.read_for(0.5)
+        terminal.proc.send_signal(signal.SIGTERM)
+        assert terminal.exit_code() == 128 + signal.SIGTERM
+        assert termios.tcgetattr(terminal.secondary) == terminal.settings_before
+        assert terminal.pending_input() == b""
+    assert b"xyzzy" not in terminal.output and b"^[" not in terminal.output
+
+
+def test_the_terminal_is_restored_when_the_chat_ends(logged_in: SimulatorServer) -> None:
+    with Terminal(["watch", "1001"]) as terminal:
+        terminal.wait_for("interaction 1001")
+        terminal.type(TYPED + b"\r")
+        terminal.wait_for("the chat has ended")
+        assert terminal.exit_code() == 0
+        assert termios.tcgetattr(terminal.secondary) == terminal.settings_before
+        assert terminal.pending_input() == b""
+    assert b"xyzzy" not in terminal.output

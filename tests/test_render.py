@@ -149,3 +149,33 @@ def test_lines_stamped_at_the_ends_of_the_calendar_are_shown(
     out = console()
     print_transcript(out, INFO, cache)
     assert f"{shown} jane: edge" in out.export_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("term", "encoding", "drawn"),
+    [
+        ("xterm-256color", "utf-8", True),
+        ("xterm-256color", "UTF8", True),
+        ("dumb", "utf-8", False),
+        ("xterm-256color", "ascii", False),
+        ("xterm-256color", "latin-1", False),
+    ],
+)
+def test_the_view_is_drawn_only_on_terminals_that_move_the_cursor_and_take_utf8(
+    term: str, encoding: str, drawn: bool
+) -> None:
+    from icwschat.render import draws_views
+
+    file = io.TextIOWrapper(io.BytesIO(), encoding=encoding)
+    terminal = Console(file=file, force_terminal=True, _environ={"TERM": term})
+    assert draws_views(terminal) is drawn
+
+
+def test_the_plain_log_writes_what_a_terminal_encoding_lacks_as_escapes() -> None:
+    from icwschat.sinks import PlainSink
+
+    out = io.BytesIO()
+    sink = PlainSink(out, io.StringIO(), encoding="latin-1")
+    cache = ChatCache(IID)
+    sink.update(cache.apply(contents_msg(line("jane", "café \x1b[2J ✓"), delta=False), AT).events, cache)
+    assert out.getvalue().decode("latin-1").endswith(" jane: café \\u241b[2J \\u2713\n")
