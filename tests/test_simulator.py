@@ -27,6 +27,14 @@ CHAT_1001 = "messaging/subscriptions/interactions/1001/chat"
 SUPERVISOR = "sue.supervisor"
 
 
+@pytest.fixture
+def still_sim() -> Iterator[SimulatorServer]:
+    """A simulator whose scripts do not advance during a test, so a poll holds only what the test caused."""
+    server = start_sim(speed=1e-6)
+    yield server
+    server.stop()
+
+
 def post_login(
     sim: SimulatorServer, user: str = USER, password: str = PASSWORD, **headers: str
 ) -> requests.Response:
@@ -383,7 +391,8 @@ def test_morph_tells_subscribers_and_moves_the_chat_to_the_new_id() -> None:
         server.stop()
 
 
-def test_faulted_subscriptions_deliver_nothing_until_subscribed_again(sim: SimulatorServer) -> None:
+def test_faulted_subscriptions_deliver_nothing_until_subscribed_again(still_sim: SimulatorServer) -> None:
+    sim = still_sim
     icws = connect(sim)
     icws.put(CHAT_1001)
     icws.poll()
@@ -407,7 +416,8 @@ def test_faulted_subscriptions_deliver_nothing_until_subscribed_again(sim: Simul
     assert icws.delete(CHAT_1001).status_code == 204
 
 
-def test_withhold_contents_sends_the_members_snapshot_and_deltas_only(sim: SimulatorServer) -> None:
+def test_withhold_contents_sends_the_members_snapshot_and_deltas_only(still_sim: SimulatorServer) -> None:
+    sim = still_sim
     icws = connect(sim)
     set_faults(sim, withholdContents=True)
     icws.put(CHAT_1001)
