@@ -39,12 +39,22 @@ class Environment:
     stdout_isatty: bool = field(default_factory=lambda: _stream(sys.stdout).isatty())
     stdin_isatty: bool = field(default_factory=lambda: _stream(sys.stdin).isatty())
     no_color: bool = field(default_factory=lambda: bool(os.environ.get("NO_COLOR")))
+    force_color: bool = field(default_factory=lambda: _flag("FORCE_COLOR"))
+    color: str | None = None
+    """``--color auto|always|never``; when not given, ``NO_COLOR`` means never, else ``FORCE_COLOR``
+    always."""
     state_dir: Path = field(default_factory=state_dir)
     password: str | None = field(default_factory=lambda: os.environ.get("ICWS_PASSWORD") or None, repr=False)
     debug: bool = field(default_factory=lambda: _flag("ICWSCHAT_DEBUG"))
     """``--debug`` (before or after the command) or ``ICWSCHAT_DEBUG=1``: log requests, show tracebacks."""
     profile: str = field(default_factory=lambda: os.environ.get("ICWSCHAT_PROFILE") or DEFAULT_PROFILE)
     """``--profile`` (before or after the command) or ``ICWSCHAT_PROFILE``: whose server, user and session."""
+
+    @property
+    def use_color(self) -> bool:
+        """Whether results on stdout may carry colour: ``auto`` colours a terminal only."""
+        choice = self.color or ("never" if self.no_color else "always" if self.force_color else "auto")
+        return choice == "always" or (choice == "auto" and self.stdout_isatty)
 
     @property
     def stdout_bytes(self) -> IO[bytes]:
