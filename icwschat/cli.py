@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from .environment import Environment
+    from .window import Window
 
 INTERACTION_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
 LANGUAGE = re.compile(r"[A-Za-z0-9*][A-Za-z0-9*,;=. _-]{0,99}")
@@ -176,7 +177,93 @@ PasswordStdin = Annotated[
     ),
 ]
 InteractionArg = Annotated[str, typer.Argument(metavar="INTERACTION_ID", help="The chat interaction's id.")]
-JsonEvents = Annotated[bool, typer.Option("--json", help="Write the contract's events as NDJSON.")]
+
+
+class OutputChoice(str, enum.Enum):
+    live = "live"
+    plain = "plain"
+    json = "json"
+    raw = "raw"
+
+
+class ColorChoice(str, enum.Enum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+OutputOption = Annotated[
+    OutputChoice | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="live: the view on a terminal (the plain log where there is none); plain: a log, a line per "
+        "thing said or done; json: the contract's events as NDJSON; raw: every ICWS message as received. "
+        "Default: live on a terminal, else plain.",
+    ),
+]
+JsonEvents = Annotated[
+    bool, typer.Option("--json", help="Short for -o json: the contract's events as NDJSON.")
+]
+RawMessages = Annotated[
+    bool, typer.Option("--raw", help="Short for -o raw: every ICWS message as received, one per line.")
+]
+ColorOption = Annotated[
+    ColorChoice | None,
+    typer.Option(
+        "--color",
+        help="Colour names in the view and the plain log: auto = on a terminal only (default: never with "
+        "NO_COLOR set, always with FORCE_COLOR set, else auto).",
+    ),
+]
+TailOption = Annotated[
+    int | None,
+    typer.Option(
+        "--tail", min=0, metavar="N", help="Show only the last N lines of the chat's history (0: none)."
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        metavar="DURATION|TIME",
+        help="Show only the history since then: 10m, 2h, 1d, or an ISO 8601 time (local without a zone).",
+    ),
+]
+
+
+def output_format(output: OutputChoice | None, *, json_out: bool, raw: bool = False) -> str | None:
+    """The one format the options choose (None: the default); two different ones are a usage error."""
+    chosen = {
+        flag: name for flag, name, given in (("--json", "json", json_out), ("--raw", "raw", raw)) if given
+    }
+    if output is not None:
+        chosen[f"--output {output.value}"] = output.value
+    if len(set(chosen.values())) > 1:
+        raise UsageError(
+            f"{' and '.join(chosen)} ask for different outputs", hint="choose one with -o live|plain|json|raw"
+        )
+    return next(iter(chosen.values()), None)
+
+
+def history_window(tail: int | None, since: str | None, output: str | None) -> "Window":
+    """``--tail`` and ``--since`` as a window; they choose among events, which raw output does not write."""
+    from datetime import datetime, timezone
+
+    from .window import Window, parse_since
+
+    if output == "raw" and (tail is not None or since is not None):
+        raise UsageError("--tail and --since choose lines of history; raw output copies every message as is")
+    try:
+        moment = None if since is None else parse_since(since, datetime.now(timezone.utc))
+    except ValueError as error:
+        raise UsageError(f"--since: {error}") from None
+    return Window(tail=tail, since=moment)
+
+
+def use_color(env: "Environment", color: ColorChoice | None) -> None:
+    if color is not None:
+        env.color = color.value
 
 
 def interaction_id(value: str) -> str:
@@ -382,10 +469,12 @@ def profiles(
 def watch(
     env: "Environment",
     interaction: InteractionArg,
+    output: OutputOption = None,
     json_out: JsonEvents = False,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Write every ICWS message as received, one per line.")
-    ] = False,
+    raw: RawMessages = False,
+    color: ColorOption = None,
+    tail: TailOption = None,
+    since: SinceOption = None,
     interval: Annotated[float, finite("Seconds between short polls (after each reply).", minimum=0.1)] = 1.0,
     transport: Annotated[
         TransportChoice,
@@ -408,7 +497,9 @@ def watch(
     from .runtime import choose_sink, follow
     from .watch import WatchOptions
 
-    sink = choose_sink(env, json_out=json_out, raw=raw)
+    chosen = output_format(output, json_out=json_out, raw=raw)
+    use_color(env, color)
+    sink = choose_sink(env, chosen, window=history_window(tail, since, chosen))
     options = WatchOptions(
         interaction_id=interaction_id(interaction),
         transport=transport.value,
@@ -423,7 +514,12 @@ def watch(
 def transcript(
     env: "Environment",
     interaction: InteractionArg,
+    output: OutputOption = None,
     json_out: JsonEvents = False,
+    raw: RawMessages = False,
+    color: ColorOption = None,
+    tail: TailOption = None,
+    since: SinceOption = None,
     timeout: Annotated[
         float, finite("Seconds to wait for the server's snapshot before giving up (exit 5).", minimum=0.1)
     ] = 30.0,
@@ -432,6 +528,9 @@ def transcript(
     from .runtime import choose_sink, follow
     from .watch import WatchOptions
 
+    chosen = output_format(output, json_out=json_out, raw=raw)
+    use_color(env, color)
+    window = history_window(tail, since, chosen)
     options = WatchOptions(
         interaction_id=interaction_id(interaction),
         transport="poll",
@@ -443,14 +542,16 @@ def transcript(
         renewal_hint="set ICWS_PASSWORD or save the password with login --save-password, "
         "so transcript can log in again by itself",
     )
-    if json_out or not env.stdout_isatty:
-        follow(env, options, choose_sink(env, json_out=json_out, raw=False), password_stdin=False)
+    if (chosen or "live") != "live" or not env.stdout_isatty:
+        follow(env, options, choose_sink(env, chosen, window=window), password_stdin=False)
         return
     from .render import make_console, print_transcript
-    from .sinks import LineSink
+    from .sinks import LineSink, Windowed
 
-    watcher = follow(env, options, LineSink(env.stdout_bytes, env.stderr), password_stdin=False)
-    print_transcript(make_console(env.stdout, no_color=env.no_color), watcher.info(), watcher.cache)
+    shown = Windowed(LineSink(env.stdout_bytes, env.stderr), window)
+    watcher = follow(env, options, shown, password_stdin=False)
+    console = make_console(env.stdout, no_color=not env.use_color)
+    print_transcript(console, watcher.info(), shown.view or watcher.cache)
 
 
 @command
@@ -459,7 +560,11 @@ def replay(
     capture: Annotated[
         str, typer.Argument(metavar="FILE", help="A capture written by watch --raw, or - for standard input.")
     ],
+    output: OutputOption = None,
     json_out: JsonEvents = False,
+    color: ColorOption = None,
+    tail: TailOption = None,
+    since: SinceOption = None,
     interaction: Annotated[
         str | None,
         typer.Option(
@@ -477,7 +582,11 @@ def replay(
     from .runtime import choose_sink, handled_signals
 
     iid = interaction_id(interaction) if interaction is not None else None
-    sink = choose_sink(env, json_out=json_out, raw=False, live=False)
+    chosen = output_format(output, json_out=json_out)
+    if chosen == "raw":
+        raise UsageError("replay reads a raw capture; -o raw would only copy it", hint="use cat instead")
+    use_color(env, color)
+    sink = choose_sink(env, chosen, live=False, window=history_window(tail, since, chosen))
     source: AbstractContextManager[IO[bytes]]
     if capture == "-":
         if env.stdin_isatty:
@@ -576,19 +685,27 @@ def demo(
         float,
         finite("Play the chat this many times faster.", minimum=0.01, metavar="FACTOR"),
     ] = 1.0,
+    output: OutputOption = None,
     json_out: JsonEvents = False,
+    raw: RawMessages = False,
+    color: ColorOption = None,
+    tail: TailOption = None,
+    since: SinceOption = None,
 ) -> None:
     """Start the simulator, log in to it and watch its busiest chat. Touches no stored session."""
     from .runtime import LoginRequest, choose_sink, handled_signals, make_http, start_simulator
     from .watch import Watcher, WatchOptions
 
+    chosen = output_format(output, json_out=json_out, raw=raw)
+    use_color(env, color)
+    window = history_window(tail, since, chosen)
     server = start_simulator("127.0.0.1", 0, speed, None, 2)
     try:
         sim = server.simulator
         user, password = next(iter(sim.users.items()))
         busiest = max((s for s in sim.scenarios.values() if s.is_chat and s.rights), key=lambda s: s.lines)
         session = LoginRequest(server.url, user, "icwschat demo").log_in(password)
-        sink = choose_sink(env, json_out=json_out, raw=False)
+        sink = choose_sink(env, chosen, window=window)
         options = WatchOptions(interaction_id=busiest.interaction_id)
         with handled_signals():
             Watcher(lambda: make_http(session), session, options, sink).run()

@@ -24,6 +24,10 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
+_DUMB_TERMS = frozenset({"dumb", "unknown"})
+"""The TERM values rich, too, takes for a terminal without escape sequences."""
+
+
 def _stream(stream: TextIO | None) -> TextIO:
     """The stream, or /dev/null in its place when the shell started us with it closed (``>&-``)."""
     if stream is not None:
@@ -39,12 +43,26 @@ class Environment:
     stdout_isatty: bool = field(default_factory=lambda: _stream(sys.stdout).isatty())
     stdin_isatty: bool = field(default_factory=lambda: _stream(sys.stdin).isatty())
     no_color: bool = field(default_factory=lambda: bool(os.environ.get("NO_COLOR")))
+    force_color: bool = field(default_factory=lambda: _flag("FORCE_COLOR"))
+    color: str | None = None
+    """``--color auto|always|never``; when not given, ``NO_COLOR`` means never, else ``FORCE_COLOR``
+    always."""
+    dumb_terminal: bool = field(
+        default_factory=lambda: os.environ.get("TERM", "").lower() in ("dumb", "unknown")
+    )
+    """``TERM=dumb``: a terminal that understands no escape sequence, colour included."""
     state_dir: Path = field(default_factory=state_dir)
     password: str | None = field(default_factory=lambda: os.environ.get("ICWS_PASSWORD") or None, repr=False)
     debug: bool = field(default_factory=lambda: _flag("ICWSCHAT_DEBUG"))
     """``--debug`` (before or after the command) or ``ICWSCHAT_DEBUG=1``: log requests, show tracebacks."""
     profile: str = field(default_factory=lambda: os.environ.get("ICWSCHAT_PROFILE") or DEFAULT_PROFILE)
     """``--profile`` (before or after the command) or ``ICWSCHAT_PROFILE``: whose server, user and session."""
+
+    @property
+    def use_color(self) -> bool:
+        """Whether results on stdout may carry colour: ``auto`` colours a terminal, but not a dumb one."""
+        choice = self.color or ("never" if self.no_color else "always" if self.force_color else "auto")
+        return choice == "always" or (choice == "auto" and self.stdout_isatty and not self.dumb_terminal)
 
     @property
     def stdout_bytes(self) -> IO[bytes]:

@@ -35,6 +35,7 @@ from .errors import (
 from .session import DEFAULT_PROFILE, Session, profile_name
 from .session import LoginRequest as LoginRequest  # where commands and tests have always found it
 from .textsafe import inert
+from .window import EVERYTHING, Window
 
 if TYPE_CHECKING:
     from .client import HTTP
@@ -240,24 +241,15 @@ def make_http(session: Session) -> HTTP:
 # ---- output and following chats ----------------------------------------------------------------------
 
 
-def choose_sink(env: Environment, *, json_out: bool, raw: bool, live: bool = True) -> Sink:
-    """NDJSON, raw messages, the view on a terminal (live, or only its final frame), else a plain log."""
-    from .sinks import JSONSink, PlainSink, RawSink
+def choose_sink(
+    env: Environment, output: str | None = None, *, live: bool = True, window: Window = EVERYTHING
+) -> Sink:
+    """The sink of an ``-o/--output`` format (default: the view on a terminal, else the plain log), showing
+    the history inside ``window``."""
+    from .sinks import OUTPUTS, Windowed
 
-    if json_out and raw:
-        raise UsageError("--json and --raw cannot be used together")
-    if json_out:
-        return JSONSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
-    if raw:
-        return RawSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
-    if env.stdout_isatty:
-        from .render import FrameSink, LiveSink, draws_views, make_console
-
-        console = make_console(env.stdout, no_color=env.no_color)
-        if draws_views(console):
-            return LiveSink(console, env.stdin) if live else FrameSink(console)
-        return PlainSink(env.stdout_bytes, env.stderr, encoding=console.encoding)
-    return PlainSink(env.stdout_bytes, env.stderr)
+    sink = OUTPUTS[output or ("live" if env.stdout_isatty else "plain")](env, live)
+    return sink if window.everything else Windowed(sink, window)
 
 
 def follow(env: Environment, options: WatchOptions, sink: Sink, password_stdin: bool) -> Watcher:

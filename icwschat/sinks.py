@@ -1,20 +1,28 @@
 """Outputs of a watch that are not the live view: NDJSON events, raw ICWS messages and plain lines.
 
-All of them write to a binary stream, flush after every line, and never emit colour or ANSI codes.
+All of them write to a binary stream and flush after every line; only the plain log may be coloured, and
+only when asked (:class:`ColourPlainSink`). :data:`OUTPUTS` is the one table of ``-o/--output`` formats.
 """
 
 from __future__ import annotations
 
+import copy
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import events as ev
 from .cache import ChatCache
 from .events import Event
 from .jsonio import dumps_lines
-from .models import Member
+from .models import ChatLine, Member, MemberType
 from .textsafe import inert, inert_json
+from .window import Window
+
+if TYPE_CHECKING:
+    from .environment import Environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,26 +130,42 @@ def _who(member: Member) -> str:
     return inert(member.display_name, multiline=False)
 
 
-def plain_line(event: Event) -> str | None:
-    """One event as a line of plain text, or None for events too noisy for a log (typing)."""
+_SGR_COLOURS = (36, 32, 35, 33, 34, 96, 92, 95)
+"""ANSI foreground colours for names, picked by user id as the live view picks its palette."""
+
+
+def _painted(member: Member) -> str:
+    """The name in bold and its colour (dim for the system); SGR codes wrap text already made inert."""
+    if member.type is MemberType.SYSTEM:
+        return f"\x1b[2m{_who(member)}\x1b[0m"
+    colour = _SGR_COLOURS[zlib.crc32(member.user_id.encode()) % len(_SGR_COLOURS)]
+    return f"\x1b[1;{colour}m{_who(member)}\x1b[0m"
+
+
+def plain_line(event: Event, who: Callable[[Member], str] = _who) -> str | None:
+    """One event as a line of plain text, or None for events too noisy for a log (typing); ``who`` writes
+    a member's name."""
     when = clock(event.at)
     if event.line is not None:
         line = event.line
-        prefix = f"{clock(line.timestamp)} {_who(line.member)}: "
+        stamp = clock(line.timestamp)
+        prefix = f"{stamp} {who(line.member)}: "
         text = inert(line.text)
         if line.message_type == "file":
             text = f"[file] {text}"
-        return prefix + text.replace("\n", "\n" + " " * len(prefix))
+        # The indent matches what is seen, not the SGR codes around the name.
+        indent = " " * (len(stamp) + len(_who(line.member)) + 3)
+        return prefix + text.replace("\n", "\n" + indent)
     member = event.member
     if event.kind == ev.MEMBER_JOINED and member:
         verb = "is here" if event.history else "joined"
-        return f"{when} * {_who(member)} ({member.type.label}) {verb}"
+        return f"{when} * {who(member)} ({member.type.label}) {verb}"
     if event.kind == ev.MEMBER_LEFT and member:
-        return f"{when} * {_who(member)} left"
+        return f"{when} * {who(member)} left"
     if event.kind == ev.MEMBER_CHANGED and member and event.previous:
         if member.display_name != event.previous.display_name:
-            return f"{when} * {_who(event.previous)} is now known as {_who(member)}"
-        return f"{when} * {_who(member)} is now {member.type.label}"
+            return f"{when} * {who(event.previous)} is now known as {who(member)}"
+        return f"{when} * {who(member)} is now {member.type.label}"
     if event.kind == ev.RESYNCED:
         return f"{when} * reconnected; transcript checked, nothing lost or repeated"
     if event.kind == ev.CHAT_ENDED:
@@ -159,9 +183,96 @@ class PlainSink(LineSink):
         super().__init__(out, err)
         self.encoding = encoding
 
+    def name(self, member: Member) -> str:
+        return _who(member)
+
     def update(self, events: list[Event], cache: ChatCache) -> None:
-        lines = [text for text in map(plain_line, events) if text is not None]
+        lines = [text for text in (plain_line(event, self.name) for event in events) if text is not None]
         if lines:
             self.write(
                 "".join(f"{text}\n" for text in lines).encode(self.encoding, errors="backslashreplace")
             )
+
+
+class ColourPlainSink(PlainSink):
+    """The plain log with names in bold and colour (``--color always``, or ``auto`` on a terminal)."""
+
+    def name(self, member: Member) -> str:
+        return _painted(member)
+
+
+class Windowed:
+    """A sink that sees only the history lines inside ``window`` (``--tail``, ``--since``): in the events,
+    and in the transcript of the cache it is shown (views draw from the cache)."""
+
+    def __init__(self, sink: Sink, window: Window) -> None:
+        self.sink = sink
+        self.window = window
+        self.lines: list[ChatLine] = []
+        self.view: ChatCache | None = None
+        """The cache as last shown to the sink: the real one's state, with only the lines shown."""
+
+    def started(self, info: WatchInfo) -> None:
+        self.sink.started(info)
+
+    def raw(self, messages: list[Any]) -> None:
+        self.sink.raw(messages)
+
+    def update(self, events: list[Event], cache: ChatCache) -> None:
+        shown = self.window.filter(events)
+        # Each event with a line was a line appended to the transcript: the shown ones are its windowed copy.
+        self.lines.extend(
+            event.line for event in shown if event.kind == ev.MESSAGE and event.line is not None
+        )
+        view = copy.copy(cache)  # shallow, so it costs the same at any transcript length
+        view.transcript = self.lines
+        self.view = view
+        self.sink.update(shown, view)
+
+    def status(self, text: str, *, trouble: bool) -> None:
+        self.sink.status(text, trouble=trouble)
+
+    def idle(self) -> None:
+        self.sink.idle()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+# ---- the formats of -o/--output ----------------------------------------------------------------------
+
+
+def _plain(env: Environment, live: bool, encoding: str = "utf-8") -> Sink:
+    sink = ColourPlainSink if env.use_color else PlainSink
+    return sink(env.stdout_bytes, env.stderr, encoding=encoding)
+
+
+def _view(env: Environment, live: bool) -> Sink:
+    """The live view (``live``) or its final frame; the plain log where there is no terminal to draw on,
+    or one that cannot move the cursor (``TERM=dumb``) or take UTF-8, in that terminal's encoding."""
+    if not env.stdout_isatty:
+        return _plain(env, live)
+    from .render import FrameSink, LiveSink, draws_views, make_console
+
+    console = make_console(env.stdout, no_color=not env.use_color)
+    if not draws_views(console):
+        return _plain(env, live, console.encoding)
+    return LiveSink(console, env.stdin) if live else FrameSink(console)
+
+
+def _json(env: Environment, live: bool) -> Sink:
+    return JSONSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
+
+
+def _raw(env: Environment, live: bool) -> Sink:
+    return RawSink(env.stdout_bytes, env.stderr, terminal=env.stdout_isatty)
+
+
+OUTPUTS: dict[str, Callable[[Environment, bool], Sink]] = {
+    "live": _view,
+    "plain": _plain,
+    "json": _json,
+    "raw": _raw,
+}
+"""``-o/--output``: each format's name and how to build its sink from the Environment and whether the view
+is to be live (``watch``, ``demo``) or only its final frame (``transcript``, ``replay``)."""

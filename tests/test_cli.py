@@ -226,10 +226,10 @@ def test_login_that_could_not_store_its_session_creates_none(isolated: Path) -> 
 def test_json_on_a_terminal_escapes_what_the_terminal_would_act_on() -> None:
     stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     env = Environment(stdout=stdout, stdout_isatty=True)
-    events = runtime.choose_sink(env, json_out=True, raw=False)
+    events = runtime.choose_sink(env, "json")
     assert isinstance(events, JSONSink)
     events.write_json([{"text": ESCAPES}])
-    messages = runtime.choose_sink(env, json_out=False, raw=True)
+    messages = runtime.choose_sink(env, "raw")
     messages.raw([{"text": ESCAPES}])
     written = stdout.buffer.getvalue()  # type: ignore[attr-defined]
     assert written.count(b"\\u001b") == 4  # two ESCs in each line
