@@ -340,9 +340,9 @@ def login(
 ) -> None:
     """Log in to an ICWS server and keep the session in the profile for later commands.
 
-    Options not given are the profile's, from its last login. A session the profile still has is ended
-    first. The password comes from ICWS_PASSWORD, else --password-stdin, else the keyring (after
-    --save-password), else a hidden prompt; it is never written to a file.
+    Options not given are the profile's, from its last login. The profile's previous session is ended
+    once the new one exists. The password comes from ICWS_PASSWORD, else --password-stdin, else the
+    keyring (after --save-password), else a hidden prompt; it is never written to a file.
     """
     from .profiles import LoginOptions, log_in
 
