@@ -491,8 +491,9 @@ def watch(
     """Follow a chat live until it ends or you press Ctrl-C.
 
     On a terminal: a live view of members, who is typing and the transcript. Into a pipe: a plain log, or
-    NDJSON events with --json. With ICWS_PASSWORD (or --password-stdin) set, a dropped session is renewed
-    by itself and the transcript resynchronised, never losing or repeating a line.
+    NDJSON events with --json. With a password at hand (ICWS_PASSWORD, --password-stdin, or one saved by
+    login --save-password), a dropped session is renewed by itself and the transcript resynchronised, never
+    losing or repeating a line.
     """
     from .runtime import choose_sink, follow
     from .watch import WatchOptions
