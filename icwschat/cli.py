@@ -216,6 +216,9 @@ ColorOption = Annotated[
         "NO_COLOR set, always with FORCE_COLOR set, else auto).",
     ),
 ]
+UtcOption = Annotated[
+    bool, typer.Option("--utc", help="Times in UTC (marked Z) rather than local time; JSON is always UTC.")
+]
 TailOption = Annotated[
     int | None,
     typer.Option(
@@ -473,6 +476,7 @@ def watch(
     json_out: JsonEvents = False,
     raw: RawMessages = False,
     color: ColorOption = None,
+    utc: UtcOption = False,
     tail: TailOption = None,
     since: SinceOption = None,
     interval: Annotated[float, finite("Seconds between short polls (after each reply).", minimum=0.1)] = 1.0,
@@ -500,6 +504,7 @@ def watch(
 
     chosen = output_format(output, json_out=json_out, raw=raw)
     use_color(env, color)
+    env.utc = utc
     sink = choose_sink(env, chosen, window=history_window(tail, since, chosen))
     options = WatchOptions(
         interaction_id=interaction_id(interaction),
@@ -519,6 +524,7 @@ def transcript(
     json_out: JsonEvents = False,
     raw: RawMessages = False,
     color: ColorOption = None,
+    utc: UtcOption = False,
     tail: TailOption = None,
     since: SinceOption = None,
     timeout: Annotated[
@@ -531,6 +537,7 @@ def transcript(
 
     chosen = output_format(output, json_out=json_out, raw=raw)
     use_color(env, color)
+    env.utc = utc
     window = history_window(tail, since, chosen)
     options = WatchOptions(
         interaction_id=interaction_id(interaction),
@@ -547,12 +554,12 @@ def transcript(
         follow(env, options, choose_sink(env, chosen, window=window), password_stdin=False)
         return
     from .render import make_console, print_transcript
-    from .sinks import LineSink, Windowed
+    from .sinks import Clock, LineSink, Windowed
 
     shown = Windowed(LineSink(env.stdout_bytes, env.stderr), window)
     watcher = follow(env, options, shown, password_stdin=False)
     console = make_console(env.stdout, no_color=not env.use_color)
-    print_transcript(console, watcher.info(), shown.view or watcher.cache)
+    print_transcript(console, watcher.info(), shown.view or watcher.cache, Clock(utc=env.utc))
 
 
 @command
@@ -564,6 +571,7 @@ def replay(
     output: OutputOption = None,
     json_out: JsonEvents = False,
     color: ColorOption = None,
+    utc: UtcOption = False,
     tail: TailOption = None,
     since: SinceOption = None,
     interaction: Annotated[
@@ -587,6 +595,7 @@ def replay(
     if chosen == "raw":
         raise UsageError("replay reads a raw capture; -o raw would only copy it", hint="use cat instead")
     use_color(env, color)
+    env.utc = utc
     sink = choose_sink(env, chosen, live=False, window=history_window(tail, since, chosen))
     source: AbstractContextManager[IO[bytes]]
     if capture == "-":
@@ -690,6 +699,7 @@ def demo(
     json_out: JsonEvents = False,
     raw: RawMessages = False,
     color: ColorOption = None,
+    utc: UtcOption = False,
     tail: TailOption = None,
     since: SinceOption = None,
 ) -> None:
@@ -699,6 +709,7 @@ def demo(
 
     chosen = output_format(output, json_out=json_out, raw=raw)
     use_color(env, color)
+    env.utc = utc
     window = history_window(tail, since, chosen)
     server = start_simulator("127.0.0.1", 0, speed, None, 2)
     try:

@@ -47,6 +47,8 @@ class Environment:
     color: str | None = None
     """``--color auto|always|never``; when not given, ``NO_COLOR`` means never, else ``FORCE_COLOR``
     always."""
+    utc: bool = False
+    """``--utc``: times in text output in UTC rather than the local zone."""
     dumb_terminal: bool = field(
         default_factory=lambda: os.environ.get("TERM", "").lower() in ("dumb", "unknown")
     )

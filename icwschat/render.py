@@ -24,7 +24,7 @@ from rich.text import Text
 from .cache import ChatCache
 from .events import Event
 from .models import ChatLine, Member, MemberType
-from .sinks import WatchInfo, clock
+from .sinks import LOCAL, ROLES, Clock, WatchInfo
 from .textsafe import inert
 
 try:
@@ -34,12 +34,13 @@ except ImportError:  # not POSIX (Windows): no terminal settings to change, and 
 
 PALETTE = ("cyan", "green", "magenta", "yellow", "blue", "bright_cyan", "bright_green", "bright_magenta")
 BADGES = {
-    MemberType.SYSTEM: ("system", "dim"),
-    MemberType.CURRENT_USER: ("you", "bold white on blue"),
-    MemberType.INTERNAL: ("agent", "bold white on dark_green"),
-    MemberType.EXTERNAL: ("customer", "bold black on yellow"),
-    MemberType.NONE: ("?", "dim"),
+    MemberType.SYSTEM: "dim",
+    MemberType.CURRENT_USER: "bold white on blue",
+    MemberType.INTERNAL: "bold white on dark_green",
+    MemberType.EXTERNAL: "bold black on yellow",
+    MemberType.NONE: "dim",
 }
+"""The style of each member type's badge; its words are :data:`icwschat.sinks.ROLES`, as in the plain log."""
 
 
 def make_console(file: IO[str], *, no_color: bool, force_terminal: bool | None = None) -> Console:
@@ -70,12 +71,12 @@ def name_text(member: Member) -> Text:
 
 
 def badge(member: Member) -> Text:
-    label, style = BADGES[member.type]
-    return Text(f" {label} ", style=style)
+    return Text(f" {ROLES[member.type]} ", style=BADGES[member.type])
 
 
-def line_text(line: ChatLine) -> Text:
-    """``HH:MM:SS Name: text`` with continuation lines indented under the text."""
+def line_text(line: ChatLine, clock: Clock = LOCAL) -> Text:
+    """``HH:MM:SS Name: text`` with continuation lines indented under the text (the date first when the
+    line is not from today)."""
     text = Text(no_wrap=False)
     text.append(clock(line.timestamp) + " ", style="dim")
     text.append_text(name_text(line.member))
@@ -109,6 +110,7 @@ class ViewState:
     info: WatchInfo
     connection: str = "connecting"
     trouble: bool = False
+    clock: Clock = LOCAL
 
 
 def header(state: ViewState, cache: ChatCache) -> Text:
@@ -143,13 +145,15 @@ def members_text(cache: ChatCache) -> Text:
     return text
 
 
-def transcript_tail(lines: list[ChatLine], console: Console, width: int, height: int) -> list[Text]:
+def transcript_tail(
+    lines: list[ChatLine], console: Console, width: int, height: int, clock: Clock = LOCAL
+) -> list[Text]:
     """The last ``height`` screen rows of the transcript, wrapped to ``width``; built newest first."""
     rows: list[Text] = []
     for line in reversed(lines):
         if len(rows) >= height:
             break
-        wrapped = list(line_text(line).wrap(console, width))
+        wrapped = list(line_text(line, clock).wrap(console, width))
         rows.extend(reversed(wrapped))
     return list(reversed(rows[:height]))
 
@@ -168,7 +172,7 @@ def build_view(
         status = Text(state.connection, style="bold yellow")
     fixed = len(top) + 3
     space = max(1, height - fixed)
-    tail = transcript_tail(cache.transcript, console, width, space)
+    tail = transcript_tail(cache.transcript, console, width, space, state.clock)
     if not cache.transcript:
         tail = [Text("no messages yet", style="dim")]
     padding = [Text("")] * (space - len(tail))
@@ -179,8 +183,9 @@ def build_view(
 class FrameSink:
     """The final frame of the view, printed on close: ``replay`` on a terminal; the live view extends it."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, clock: Clock = LOCAL) -> None:
         self.console = console
+        self.clock = clock
         self.cache: ChatCache | None = None
         self.state: ViewState | None = None
 
@@ -190,7 +195,7 @@ class FrameSink:
         return build_view(self.state, self.cache, self.console)
 
     def started(self, info: WatchInfo) -> None:
-        self.state = ViewState(info=info)
+        self.state = ViewState(info=info, clock=self.clock)
         self.cache = ChatCache(info.interaction_id)
 
     def raw(self, messages: list[Any]) -> None:
@@ -255,8 +260,8 @@ class LiveSink(FrameSink):
     """The live view on a terminal: an alternate screen while watching, the final frame left on exit.
     ``keys``: the terminal the user types at (standard input), kept quiet while the view runs."""
 
-    def __init__(self, console: Console, keys: IO[str]) -> None:
-        super().__init__(console)
+    def __init__(self, console: Console, keys: IO[str], clock: Clock = LOCAL) -> None:
+        super().__init__(console, clock)
         self.live: Live | None = None
         self._size = console.size
         self._keys = keys
@@ -309,15 +314,15 @@ class LiveSink(FrameSink):
         super().close()
 
 
-def print_transcript(console: Console, info: WatchInfo, cache: ChatCache) -> None:
+def print_transcript(console: Console, info: WatchInfo, cache: ChatCache, clock: Clock = LOCAL) -> None:
     """``transcript`` on a terminal: the members and every line, not cut to the screen."""
-    state = ViewState(info=info, connection="snapshot")
+    state = ViewState(info=info, connection="snapshot", clock=clock)
     parts: Iterable[RenderableType] = (
         header(state, cache),
         members_text(cache),
         # rich draws a rule in ASCII for a terminal that lacks "─" only when the rule has a title
         Rule(style="dim", characters="─" if _takes_utf8(console) else "-"),
-        *(line_text(line) for line in cache.transcript),
+        *(line_text(line, clock) for line in cache.transcript),
     )
     for part in parts:
         console.print(part)

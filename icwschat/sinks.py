@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -117,13 +118,47 @@ class RawSink(JSONLinesSink):
             self.write_json(messages)
 
 
-def clock(moment: datetime) -> str:
-    """The time of day in the local zone; in UTC, marked ``Z``, when the local date is out of ``datetime``'s
-    range (a server may stamp lines 0001-01-01 or 9999-12-31, and one step east or west falls off)."""
-    try:
-        return moment.astimezone().strftime("%H:%M:%S")
-    except (OverflowError, OSError):  # OSError: the C library's localtime() refused the date
-        return moment.astimezone(timezone.utc).strftime("%H:%M:%SZ")
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """How text output shows a moment: in the local zone, or in UTC marked ``Z`` (``utc``, ``--utc``);
+    the time of day alone for today's moments, the date before it for others. ``now`` says when today is."""
+
+    utc: bool = False
+    now: Callable[[], datetime] = _now
+
+    def _zoned(self, moment: datetime) -> tuple[datetime, str]:
+        if not self.utc:
+            try:
+                return moment.astimezone(), ""
+            # A server may stamp lines 0001-01-01 or 9999-12-31, and one step east or west falls off the
+            # calendar (OSError: the C library's localtime() refused the date): those show in UTC.
+            except (OverflowError, OSError):
+                pass
+        return moment.astimezone(timezone.utc), "Z"
+
+    def __call__(self, moment: datetime) -> str:
+        shown, mark = self._zoned(moment)
+        time = shown.strftime("%H:%M:%S") + mark
+        if shown.date() == self._zoned(self.now())[0].date():
+            return time
+        return f"{shown.date().isoformat()} {time}"  # isoformat: strftime's %Y writes year 1 as "1"
+
+
+LOCAL = Clock()
+"""The default: local time."""
+
+ROLES = {
+    MemberType.SYSTEM: "system",
+    MemberType.CURRENT_USER: "you",
+    MemberType.INTERNAL: "agent",
+    MemberType.EXTERNAL: "customer",
+    MemberType.NONE: "?",
+}
+"""What the live view and the plain log call each member type (JSON keeps the contract's names)."""
 
 
 def _who(member: Member) -> str:
@@ -142,9 +177,12 @@ def _painted(member: Member) -> str:
     return f"\x1b[1;{colour}m{_who(member)}\x1b[0m"
 
 
-def plain_line(event: Event, who: Callable[[Member], str] = _who) -> str | None:
+def plain_line(event: Event, who: Callable[[Member], str] = _who, clock: Clock = LOCAL) -> str | None:
     """One event as a line of plain text, or None for events too noisy for a log (typing); ``who`` writes
-    a member's name."""
+    a member's name.
+
+    A line shows the server's timestamp; the other events show when they were seen (``at``): ICWS member
+    messages carry no time of their own (a ``FullChatMember`` has none), so a join or leave has only that."""
     when = clock(event.at)
     if event.line is not None:
         line = event.line
@@ -159,13 +197,13 @@ def plain_line(event: Event, who: Callable[[Member], str] = _who) -> str | None:
     member = event.member
     if event.kind == ev.MEMBER_JOINED and member:
         verb = "is here" if event.history else "joined"
-        return f"{when} * {who(member)} ({member.type.label}) {verb}"
+        return f"{when} * {who(member)} ({ROLES[member.type]}) {verb}"
     if event.kind == ev.MEMBER_LEFT and member:
         return f"{when} * {who(member)} left"
     if event.kind == ev.MEMBER_CHANGED and member and event.previous:
         if member.display_name != event.previous.display_name:
             return f"{when} * {who(event.previous)} is now known as {who(member)}"
-        return f"{when} * {who(member)} is now {member.type.label}"
+        return f"{when} * {who(member)} is now {ROLES[member.type]}"
     if event.kind == ev.RESYNCED:
         return f"{when} * reconnected; transcript checked, nothing lost or repeated"
     if event.kind == ev.CHAT_ENDED:
@@ -179,15 +217,43 @@ class PlainSink(LineSink):
     In UTF-8, or in ``encoding`` (a terminal's that is not UTF-8), where what it lacks is written as
     ``\\xNN``/``\\uXXXX``."""
 
-    def __init__(self, out: IO[bytes], err: IO[str], *, encoding: str = "utf-8") -> None:
+    def __init__(
+        self, out: IO[bytes], err: IO[str], *, encoding: str = "utf-8", clock: Clock = LOCAL
+    ) -> None:
         super().__init__(out, err)
         self.encoding = encoding
+        self.clock = clock
+        self._announced: deque[str] = deque(maxlen=8)
+        """Names of members whose live join or leave this log wrote, until a system line tells of it."""
 
     def name(self, member: Member) -> str:
         return _who(member)
 
+    def _restated(self, event: Event) -> bool:
+        """Whether the event is a system line telling of a join or leave the log has just written.
+
+        Servers announce members in the transcript too (the live view shows only that line). The member
+        event comes first and the log never holds a line back, so the system line after it is left out."""
+        if event.kind in (ev.MEMBER_JOINED, ev.MEMBER_LEFT) and event.member and not event.history:
+            self._announced.append(event.member.display_name)
+            return False
+        line = event.line
+        if line is None or line.member.type is not MemberType.SYSTEM:
+            return False
+        name = next((name for name in self._announced if line.text.startswith(name + " ")), None)
+        if name is None:
+            return False
+        self._announced.remove(name)
+        return True
+
     def update(self, events: list[Event], cache: ChatCache) -> None:
-        lines = [text for text in (plain_line(event, self.name) for event in events) if text is not None]
+        lines = [
+            text
+            for text in (
+                plain_line(event, self.name, self.clock) for event in events if not self._restated(event)
+            )
+            if text is not None
+        ]
         if lines:
             self.write(
                 "".join(f"{text}\n" for text in lines).encode(self.encoding, errors="backslashreplace")
@@ -244,7 +310,7 @@ class Windowed:
 
 def _plain(env: Environment, live: bool, encoding: str = "utf-8") -> Sink:
     sink = ColourPlainSink if env.use_color else PlainSink
-    return sink(env.stdout_bytes, env.stderr, encoding=encoding)
+    return sink(env.stdout_bytes, env.stderr, encoding=encoding, clock=Clock(utc=env.utc))
 
 
 def _view(env: Environment, live: bool) -> Sink:
@@ -257,7 +323,8 @@ def _view(env: Environment, live: bool) -> Sink:
     console = make_console(env.stdout, no_color=not env.use_color)
     if not draws_views(console):
         return _plain(env, live, console.encoding)
-    return LiveSink(console, env.stdin) if live else FrameSink(console)
+    clock = Clock(utc=env.utc)
+    return LiveSink(console, env.stdin, clock) if live else FrameSink(console, clock)
 
 
 def _json(env: Environment, live: bool) -> Sink:

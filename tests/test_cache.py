@@ -442,7 +442,7 @@ def test_the_current_user_is_labelled_in_every_output() -> None:
     cache = ChatCache(IID)
     events = apply_all(cache, members_msg(delta=False, added=[member("agent.one", "Agent One", kind=2)]))
     assert events[0].to_json()["member"]["type"] == "current_user"
-    assert plain_line(events[0]) is not None and "(current_user)" in plain_line(events[0])  # type: ignore[operator]
+    assert plain_line(events[0]) is not None and "(you)" in plain_line(events[0])  # type: ignore[operator]
     assert events[0].member is not None and badge(events[0].member).plain.strip() == "you"
 
 

@@ -54,7 +54,7 @@ def test_view_shows_header_members_typing_and_transcript() -> None:
     rows = screen(chat("Hi there"))
     assert rows[0] == " icwschat  interaction 1001 · connected · sse · agent.one @ http://127.0.0.1:80…"
     assert " system  IC System   agent  Agent One   customer  Jane ✎" in rows[1]
-    assert "08:20:18 jane: Hi there" in rows
+    assert "2020-10-29 08:20:18 jane: Hi there" in rows
     assert rows[-1] == "Jane is typing…"
     assert len(rows) == 23
 
@@ -135,9 +135,9 @@ def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None
 @pytest.mark.parametrize(
     ("zone", "stamp", "shown"),
     [
-        ("UTC-14", "99991231T235959Z", "23:59:59Z"),
-        ("UTC+12", "00010101T000000Z", "00:00:00Z"),
-        ("UTC+12", "99991231T235959Z", "11:59:59"),
+        ("UTC-14", "99991231T235959Z", "9999-12-31 23:59:59Z"),
+        ("UTC+12", "00010101T000000Z", "0001-01-01 00:00:00Z"),
+        ("UTC+12", "99991231T235959Z", "9999-12-31 11:59:59"),
     ],
 )
 def test_lines_stamped_at_the_ends_of_the_calendar_are_shown(

@@ -143,10 +143,28 @@ def odd_capture(path: Path) -> Path:
 @pytest.mark.parametrize(
     ("zone", "shown"),
     [
-        ("UTC", ["00:00:00 jane: sent 00010101T000000Z", "23:59:59 jane: sent 99991231T235959Z"]),
+        (
+            "UTC",
+            [
+                "0001-01-01 00:00:00 jane: sent 00010101T000000Z",
+                "9999-12-31 23:59:59 jane: sent 99991231T235959Z",
+            ],
+        ),
         # POSIX spelling, no time zone database needed: UTC-14 is 14 hours east of UTC, UTC+12 12 hours west.
-        ("UTC-14", ["14:00:00 jane: sent 00010101T000000Z", "23:59:59Z jane: sent 99991231T235959Z"]),
-        ("UTC+12", ["00:00:00Z jane: sent 00010101T000000Z", "11:59:59 jane: sent 99991231T235959Z"]),
+        (
+            "UTC-14",
+            [
+                "0001-01-01 14:00:00 jane: sent 00010101T000000Z",
+                "9999-12-31 23:59:59Z jane: sent 99991231T235959Z",
+            ],
+        ),
+        (
+            "UTC+12",
+            [
+                "0001-01-01 00:00:00Z jane: sent 00010101T000000Z",
+                "9999-12-31 11:59:59 jane: sent 99991231T235959Z",
+            ],
+        ),
     ],
 )
 def test_odd_lines_in_a_capture_are_skipped_or_shown_into_a_pipe(
