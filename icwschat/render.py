@@ -11,6 +11,7 @@ import codecs
 import contextlib
 import io
 import os
+import sys
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -111,6 +112,16 @@ class ViewState:
     connection: str = "connecting"
     trouble: bool = False
     clock: Clock = LOCAL
+    ending: str | None = None
+    """How the watch ended (:func:`ending`), once it has: the final frame says so, and shows nobody typing."""
+
+
+def ending(ended: bool, error: BaseException | None) -> str:
+    """ "ended" (the chat did), "gave up" (an error ended the watch, e.g. exit 5 after its retries) or
+    "stopped" (Ctrl-C, SIGTERM, or closed before the chat ended)."""
+    if ended:
+        return "ended"
+    return "gave up" if isinstance(error, Exception) else "stopped"
 
 
 def header(state: ViewState, cache: ChatCache) -> Text:
@@ -119,7 +130,9 @@ def header(state: ViewState, cache: ChatCache) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(" icwschat ", style="bold white on dark_blue")
     text.append(f" interaction {inert(info.interaction_id, multiline=False)} · ", style="bold")
-    if cache.ended:
+    if state.ending is not None and not cache.ended:
+        text.append(state.ending, style="bold red")
+    elif cache.ended:
         text.append("chat ended", style="bold red")
     else:
         text.append(state.connection, style="bold yellow" if state.trouble else "green")
@@ -130,7 +143,7 @@ def header(state: ViewState, cache: ChatCache) -> Text:
     return text
 
 
-def members_text(cache: ChatCache) -> Text:
+def members_text(cache: ChatCache, *, typing: bool = True) -> Text:
     text = Text("members: ", style="bold")
     if not cache.members:
         text.append("none yet", style="dim")
@@ -140,7 +153,7 @@ def members_text(cache: ChatCache) -> Text:
         text.append_text(badge(member))
         text.append(" ")
         text.append_text(name_text(member))
-        if member.is_typing:
+        if typing and member.is_typing:
             text.append(" ✎", style="bold")
     return text
 
@@ -164,10 +177,13 @@ def build_view(
     """One frame, exactly ``rows`` high (default: the terminal's height less one)."""
     width = console.width
     height = rows if rows is not None else max(6, console.height - 1)
-    top = [*header(state, cache).wrap(console, width), *members_text(cache).wrap(console, width)]
+    members = members_text(cache, typing=state.ending is None)
+    top = [*header(state, cache).wrap(console, width), *members.wrap(console, width)]
     status = typing_status(cache)
     if cache.ended:
         status = Text("the chat has ended", style="bold red")
+    elif state.ending is not None:
+        status = Text(state.ending, style="bold red")
     elif state.trouble:
         status = Text(state.connection, style="bold yellow")
     fixed = len(top) + 3
@@ -214,6 +230,10 @@ class FrameSink:
 
     def close(self) -> None:
         cache = self.cache
+        if self.state is not None and cache is not None:
+            # Every runner (Watcher.run, replay) closes its sink in a ``finally``: the exception in flight
+            # there, if any, is what ended the watch, with no change to the Sink protocol.
+            self.state.ending = ending(cache.ended, sys.exc_info()[1])
         if cache is not None and (cache.members or cache.transcript or cache.ended):
             self.console.print(self._frame())
 

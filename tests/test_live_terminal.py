@@ -166,3 +166,12 @@ def test_the_terminal_is_restored_when_the_chat_ends(logged_in: SimulatorServer)
         assert termios.tcgetattr(terminal.secondary) == terminal.settings_before
         assert terminal.pending_input() == b""
     assert b"xyzzy" not in terminal.output
+
+
+def test_the_frame_left_after_sigterm_says_stopped_and_nobody_is_typing(slow_sim: SimulatorServer) -> None:
+    with Terminal(["watch", "1001"]) as terminal:
+        terminal.wait_for("Hi, I need help with order 4711.")
+        terminal.proc.send_signal(signal.SIGTERM)
+        assert terminal.exit_code() == 128 + signal.SIGTERM
+    assert " · stopped · " in terminal.text
+    assert "connected" not in terminal.text and "typing" not in terminal.text and "✎" not in terminal.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import time
@@ -13,6 +14,7 @@ from builders import IID, contents_msg, line, member, members_msg
 from rich.console import Console
 
 from icwschat.cache import ChatCache
+from icwschat.errors import ServerUnavailable, Terminated
 from icwschat.render import ViewState, build_view, print_transcript
 from icwschat.sinks import WatchInfo
 
@@ -179,3 +181,49 @@ def test_the_plain_log_writes_what_a_terminal_encoding_lacks_as_escapes() -> Non
     cache = ChatCache(IID)
     sink.update(cache.apply(contents_msg(line("jane", "café \x1b[2J ✓"), delta=False), AT).events, cache)
     assert out.getvalue().decode("latin-1").endswith(" jane: café \\u241b[2J \\u2713\n")
+
+
+def final_frame(cache: ChatCache, error: BaseException | None) -> list[str]:
+    """The frame a sink leaves when closed as a watch closes it: in a ``finally``, ``error`` in flight."""
+    from icwschat.render import FrameSink
+
+    out = console()
+    sink = FrameSink(out)
+    sink.started(INFO)
+    sink.status("connected", trouble=False)
+    sink.update([], cache)
+    with pytest.raises(type(error)) if error is not None else contextlib.nullcontext():
+        try:
+            if error is not None:
+                raise error
+        finally:
+            sink.close()
+    return out.export_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (KeyboardInterrupt(), "stopped"),
+        (Terminated(), "stopped"),
+        (None, "stopped"),
+        (ServerUnavailable("gone"), "gave up"),
+    ],
+)
+def test_the_final_frame_says_how_the_watch_ended_and_shows_nobody_typing(
+    error: BaseException | None, said: str
+) -> None:
+    rows = final_frame(chat("hi"), error)
+    assert f" · {said} · " in rows[0]
+    assert "connected" not in rows[0]
+    assert rows[-1] == said
+    assert not any("typing" in row or "✎" in row for row in rows)
+
+
+def test_the_final_frame_of_an_ended_chat_says_so() -> None:
+    cache = chat("hi")
+    cache.ended = True
+    rows = final_frame(cache, None)
+    assert " · chat ended · " in rows[0]
+    assert rows[-1] == "the chat has ended"
+    assert not any("✎" in row for row in rows)
