@@ -143,19 +143,33 @@ def header(state: ViewState, cache: ChatCache) -> Text:
     return text
 
 
-def members_text(cache: ChatCache, *, typing: bool = True) -> Text:
-    text = Text("members: ", style="bold")
+MEMBERS = "members: "
+
+
+def member_rows(cache: ChatCache, width: int, *, typing: bool = True) -> list[Text]:
+    """The members, as many to a row as fit: rows break between members, never inside a name or its badge
+    (one wider than the terminal is cut with an ellipsis). Later rows are indented under the first."""
+    row = Text(MEMBERS, style="bold")
+    rows = [row]
     if not cache.members:
-        text.append("none yet", style="dim")
-    for index, member in enumerate(cache.members.values()):
-        if index:
-            text.append("  ")
-        text.append_text(badge(member))
-        text.append(" ")
-        text.append_text(name_text(member))
+        row.append("none yet", style="dim")
+    placed = False
+    for member in cache.members.values():
+        entry = badge(member)
+        entry.append(" ")
+        entry.append_text(name_text(member))
         if typing and member.is_typing:
-            text.append(" ✎", style="bold")
-    return text
+            entry.append(" ✎", style="bold")
+        if placed and row.cell_len + 2 + entry.cell_len > width:
+            row = Text(" " * len(MEMBERS))
+            rows.append(row)
+            placed = False
+        if placed:
+            row.append("  ")
+        entry.truncate(max(1, width - row.cell_len), overflow="ellipsis")
+        row.append_text(entry)
+        placed = True
+    return rows
 
 
 def transcript_tail(
@@ -177,8 +191,8 @@ def build_view(
     """One frame, exactly ``rows`` high (default: the terminal's height less one)."""
     width = console.width
     height = rows if rows is not None else max(6, console.height - 1)
-    members = members_text(cache, typing=state.ending is None)
-    top = [*header(state, cache).wrap(console, width), *members.wrap(console, width)]
+    members = member_rows(cache, width, typing=state.ending is None)
+    top = [*header(state, cache).wrap(console, width), *members]
     status = typing_status(cache)
     if cache.ended:
         status = Text("the chat has ended", style="bold red")
@@ -339,7 +353,7 @@ def print_transcript(console: Console, info: WatchInfo, cache: ChatCache, clock:
     state = ViewState(info=info, connection="snapshot", clock=clock)
     parts: Iterable[RenderableType] = (
         header(state, cache),
-        members_text(cache),
+        *member_rows(cache, console.width),
         # rich draws a rule in ASCII for a terminal that lacks "─" only when the rule has a title
         Rule(style="dim", characters="─" if _takes_utf8(console) else "-"),
         *(line_text(line, clock) for line in cache.transcript),

@@ -227,3 +227,29 @@ def test_the_final_frame_of_an_ended_chat_says_so() -> None:
     assert " · chat ended · " in rows[0]
     assert rows[-1] == "the chat has ended"
     assert not any("✎" in row for row in rows)
+
+
+@pytest.mark.parametrize("width", [40, 52, 80])
+def test_the_member_row_wraps_between_members_never_inside_a_name(width: int) -> None:
+    cache = ChatCache(IID)
+    names = ["Sue (supervisor)", "Agent One Two", "Jane Q. Customer", "Bob"]
+    added = [member(f"u{n}", name, 3 if n % 2 else 4, typing=n == 2) for n, name in enumerate(names)]
+    cache.apply(members_msg(delta=False, added=added), AT)
+    rows = screen(cache, width=width)
+    top = rows[: rows.index(next(r for r in rows if r.startswith("─")))]
+    assert all(len(row) <= width for row in top)
+    for n, name in enumerate(names):
+        shown = f"{'agent' if n % 2 else 'customer'}  {name}{' ✎' if n == 2 else ''}"
+        assert sum(shown in row for row in top) == 1, (shown, top)
+
+
+def test_a_member_wider_than_the_terminal_is_cut_not_broken() -> None:
+    cache = ChatCache(IID)
+    cache.apply(members_msg(delta=False, added=[member("long", "x" * 60), member("bob", "Bob")]), AT)
+    out = console(40)
+    print_transcript(out, INFO, cache)
+    rows = out.export_text().splitlines()
+    first = next(n for n, row in enumerate(rows) if row.startswith("members:"))
+    assert rows[first].startswith("members:  customer  xxx") and rows[first].endswith("…")
+    assert len(rows[first]) == 40
+    assert rows[first + 1] == "          customer  Bob"
