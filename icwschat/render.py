@@ -11,6 +11,7 @@ import codecs
 import contextlib
 import io
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterable
@@ -124,22 +125,41 @@ def ending(ended: bool, error: BaseException | None) -> str:
     return "gave up" if isinstance(error, Exception) else "stopped"
 
 
-def header(state: ViewState, cache: ChatCache) -> Text:
-    """One line, most important first, cut with an ellipsis when the terminal is narrow."""
+SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def header(state: ViewState, cache: ChatCache, width: int) -> Text:
+    """One line cut by priority to ``width``: the interaction and its state always; as room allows, the
+    program's name, the transport, the server and the user, the last ones shortened (no scheme) or dropped
+    first. Where even the interaction and its state do not fit, they wrap rather than lose a character."""
     info = state.info
-    text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(" icwschat ", style="bold white on dark_blue")
-    text.append(f" interaction {inert(info.interaction_id, multiline=False)} · ", style="bold")
+    essentials = Text(f"interaction {inert(info.interaction_id, multiline=False)} · ", style="bold")
     if state.ending is not None and not cache.ended:
-        text.append(state.ending, style="bold red")
+        essentials.append(state.ending, style="bold red")
     elif cache.ended:
-        text.append("chat ended", style="bold red")
+        essentials.append("chat ended", style="bold red")
     else:
-        text.append(state.connection, style="bold yellow" if state.trouble else "green")
-    source = inert(info.server, multiline=False)
-    if info.user:
-        source = f"{inert(info.user, multiline=False)} @ {source}"
-    text.append(f" · {info.transport} · {source}")
+        essentials.append(state.connection, style="bold yellow" if state.trouble else "green")
+    server = inert(info.server, multiline=False)
+    host = SCHEME.sub("", server)
+    user = f"{inert(info.user, multiline=False)} @ " if info.user else ""
+    sources = dict.fromkeys([user + server, user + host, host])
+    choices = [
+        *((True, [info.transport, source]) for source in sources),
+        (True, [info.transport]),
+        (True, []),
+        (False, []),
+    ]
+    for brand, extras in choices:
+        text = Text()
+        if brand:
+            text.append(" icwschat ", style="bold white on dark_blue")
+            text.append(" ")
+        text.append_text(essentials)
+        for extra in extras:
+            text.append(f" · {extra}")
+        if text.cell_len <= width:
+            break
     return text
 
 
@@ -192,7 +212,7 @@ def build_view(
     width = console.width
     height = rows if rows is not None else max(6, console.height - 1)
     members = member_rows(cache, width, typing=state.ending is None)
-    top = [*header(state, cache).wrap(console, width), *members]
+    top = [*header(state, cache, width).wrap(console, width), *members]
     status = typing_status(cache)
     if cache.ended:
         status = Text("the chat has ended", style="bold red")
@@ -352,7 +372,7 @@ def print_transcript(console: Console, info: WatchInfo, cache: ChatCache, clock:
     """``transcript`` on a terminal: the members and every line, not cut to the screen."""
     state = ViewState(info=info, connection="snapshot", clock=clock)
     parts: Iterable[RenderableType] = (
-        header(state, cache),
+        header(state, cache, console.width),
         *member_rows(cache, console.width),
         # rich draws a rule in ASCII for a terminal that lacks "─" only when the rule has a title
         Rule(style="dim", characters="─" if _takes_utf8(console) else "-"),

@@ -54,7 +54,7 @@ def screen(cache: ChatCache, state: ViewState | None = None, width: int = 80, he
 
 def test_view_shows_header_members_typing_and_transcript() -> None:
     rows = screen(chat("Hi there"))
-    assert rows[0] == " icwschat  interaction 1001 · connected · sse · agent.one @ http://127.0.0.1:80…"
+    assert rows[0] == " icwschat  interaction 1001 · connected · sse · agent.one @ 127.0.0.1:8018"
     assert " system  IC System   agent  Agent One   customer  Jane ✎" in rows[1]
     assert "2020-10-29 08:20:18 jane: Hi there" in rows
     assert rows[-1] == "Jane is typing…"
@@ -253,3 +253,30 @@ def test_a_member_wider_than_the_terminal_is_cut_not_broken() -> None:
     assert rows[first].startswith("members:  customer  xxx") and rows[first].endswith("…")
     assert len(rows[first]) == 40
     assert rows[first + 1] == "          customer  Bob"
+
+
+def header_rows(width: int, state: ViewState | None = None) -> list[str]:
+    rows = screen(chat("hi"), state, width=width)
+    return rows[: next(n for n, row in enumerate(rows) if row.startswith("members:"))]
+
+
+@pytest.mark.parametrize(
+    ("width", "shown"),
+    [
+        (300, " icwschat  interaction 1001 · connected · sse · agent.one @ http://127.0.0.1:8018"),
+        (80, " icwschat  interaction 1001 · connected · sse · agent.one @ 127.0.0.1:8018"),
+        (40, " icwschat  interaction 1001 · connected"),
+    ],
+)
+def test_the_header_is_cut_by_priority(width: int, shown: str) -> None:
+    assert header_rows(width) == [shown]
+
+
+def test_the_interaction_and_its_state_are_always_in_the_header() -> None:
+    trouble = "reconnecting (attempt 2, next in 1.5 s)"
+    for width in range(40, 301):
+        for state in (ViewState(info=INFO, connection="connected"), ViewState(info=INFO, connection=trouble)):
+            rows = header_rows(width, state)
+            assert all(len(row) <= width for row in rows)
+            assert f"interaction 1001 · {state.connection}" in " ".join(row.strip() for row in rows)
+            assert "…" not in "".join(rows)
