@@ -117,11 +117,14 @@ class ViewState:
     """How the watch ended (:func:`ending`), once it has: the final frame says so, and shows nobody typing."""
 
 
-def ending(ended: bool, error: BaseException | None) -> str:
-    """ "ended" (the chat did), "gave up" (an error ended the watch, e.g. exit 5 after its retries) or
-    "stopped" (Ctrl-C, SIGTERM, or closed before the chat ended)."""
+def ending(ended: bool, error: BaseException | None) -> str | None:
+    """ "ended" (the chat did), "gave up" (an error ended the watch, e.g. exit 5 after its retries),
+    "stopped" (Ctrl-C, SIGTERM), or None: a run that finished on its own, such as a replay that reached the
+    end of its capture, keeps its last status."""
     if ended:
         return "ended"
+    if error is None:
+        return None
     return "gave up" if isinstance(error, Exception) else "stopped"
 
 

@@ -206,7 +206,6 @@ def final_frame(cache: ChatCache, error: BaseException | None) -> list[str]:
     [
         (KeyboardInterrupt(), "stopped"),
         (Terminated(), "stopped"),
-        (None, "stopped"),
         (ServerUnavailable("gone"), "gave up"),
     ],
 )
@@ -218,6 +217,12 @@ def test_the_final_frame_says_how_the_watch_ended_and_shows_nobody_typing(
     assert "connected" not in rows[0]
     assert rows[-1] == said
     assert not any("typing" in row or "✎" in row for row in rows)
+
+
+def test_a_run_that_finished_on_its_own_keeps_its_last_status() -> None:
+    """A replay that reached the end of its capture was not stopped: its frame keeps what it last said."""
+    rows = final_frame(chat("hi"), None)
+    assert "stopped" not in rows[0] and "gave up" not in rows[0]
 
 
 def test_the_final_frame_of_an_ended_chat_says_so() -> None:
