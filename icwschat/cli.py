@@ -264,9 +264,24 @@ def history_window(tail: int | None, since: str | None, output: str | None) -> "
     return Window(tail=tail, since=moment)
 
 
-def use_color(env: "Environment", color: ColorChoice | None) -> None:
+def presentation(
+    env: "Environment",
+    output: OutputChoice | None,
+    *,
+    json_out: bool,
+    raw: bool = False,
+    color: ColorChoice | None,
+    utc: bool,
+    tail: int | None,
+    since: str | None,
+) -> tuple[str | None, "Window"]:
+    """What the options shared by every command that prints a chat choose: the output format (None: the
+    default), with colour and time zone set on ``env``, and the window of history to show."""
+    chosen = output_format(output, json_out=json_out, raw=raw)
     if color is not None:
         env.color = color.value
+    env.utc = utc
+    return chosen, history_window(tail, since, chosen)
 
 
 def interaction_id(value: str) -> str:
@@ -502,10 +517,10 @@ def watch(
     from .runtime import choose_sink, follow
     from .watch import WatchOptions
 
-    chosen = output_format(output, json_out=json_out, raw=raw)
-    use_color(env, color)
-    env.utc = utc
-    sink = choose_sink(env, chosen, window=history_window(tail, since, chosen))
+    chosen, window = presentation(
+        env, output, json_out=json_out, raw=raw, color=color, utc=utc, tail=tail, since=since
+    )
+    sink = choose_sink(env, chosen, window=window)
     options = WatchOptions(
         interaction_id=interaction_id(interaction),
         transport=transport.value,
@@ -535,10 +550,9 @@ def transcript(
     from .runtime import choose_sink, follow
     from .watch import WatchOptions
 
-    chosen = output_format(output, json_out=json_out, raw=raw)
-    use_color(env, color)
-    env.utc = utc
-    window = history_window(tail, since, chosen)
+    chosen, window = presentation(
+        env, output, json_out=json_out, raw=raw, color=color, utc=utc, tail=tail, since=since
+    )
     options = WatchOptions(
         interaction_id=interaction_id(interaction),
         transport="poll",
@@ -591,12 +605,12 @@ def replay(
     from .runtime import choose_sink, handled_signals
 
     iid = interaction_id(interaction) if interaction is not None else None
-    chosen = output_format(output, json_out=json_out)
-    if chosen == "raw":
+    if output is not None and output.value == "raw":
         raise UsageError("replay reads a raw capture; -o raw would only copy it", hint="use cat instead")
-    use_color(env, color)
-    env.utc = utc
-    sink = choose_sink(env, chosen, live=False, window=history_window(tail, since, chosen))
+    chosen, window = presentation(
+        env, output, json_out=json_out, color=color, utc=utc, tail=tail, since=since
+    )
+    sink = choose_sink(env, chosen, live=False, window=window)
     source: AbstractContextManager[IO[bytes]]
     if capture == "-":
         if env.stdin_isatty:
@@ -707,10 +721,9 @@ def demo(
     from .runtime import LoginRequest, choose_sink, handled_signals, make_http, start_simulator
     from .watch import Watcher, WatchOptions
 
-    chosen = output_format(output, json_out=json_out, raw=raw)
-    use_color(env, color)
-    env.utc = utc
-    window = history_window(tail, since, chosen)
+    chosen, window = presentation(
+        env, output, json_out=json_out, raw=raw, color=color, utc=utc, tail=tail, since=since
+    )
     server = start_simulator("127.0.0.1", 0, speed, None, 2)
     try:
         sim = server.simulator
