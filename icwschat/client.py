@@ -839,8 +839,8 @@ class Connection:
             raise ProtocolError("the connection check did not answer a JSON object")
         return data
 
-    def logout(self) -> None:
-        self.call("DELETE", "/connection", "logout", timeout=(5.0, 10.0))
+    def logout(self, *, timeout: tuple[float, float] = (5.0, 10.0)) -> None:
+        self.call("DELETE", "/connection", "logout", timeout=timeout)
 
     def subscribe_chat(self, interaction_id: str) -> None:
         self.call(

@@ -200,7 +200,7 @@ def end_session(session: Session) -> bool:
 
     http = make_http(session)
     try:
-        Connection(http, session).call("DELETE", "/connection", "ending the session", timeout=SHORT_TIMEOUT)
+        Connection(http, session).logout(timeout=SHORT_TIMEOUT)
     except ICWSError as error:
         log.debug("could not end session %s: %s %s", session.session_id, error, error.details())
         return False
