@@ -7,6 +7,7 @@ client sees a ``requests`` or ``socket`` exception.
 from __future__ import annotations
 
 import enum
+import threading
 from typing import Any
 
 
@@ -107,7 +108,18 @@ class AnotherWatcher(UsageError):
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like ``KeyboardInterrupt`` so every ``finally`` cleans up."""
+    """SIGTERM arrived: unwinds like ``KeyboardInterrupt`` so every ``finally`` cleans up.
+
+    ``requested`` stays set after the signal: a handler's exception that lands inside a finalizer (a
+    weakref callback during garbage collection) is printed and dropped by Python, so a long loop checks it
+    and raises again."""
+
+    requested = threading.Event()
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.requested.is_set():
+            raise cls()
 
 
 EXIT_CODES: dict[type[BaseException], ExitCode] = {

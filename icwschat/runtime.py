@@ -320,6 +320,7 @@ def handled_signals() -> Iterator[None]:
     status 143."""
 
     def terminate(signum: int, frame: FrameType | None) -> NoReturn:
+        Terminated.requested.set()
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, terminate)
@@ -327,6 +328,7 @@ def handled_signals() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        Terminated.requested.clear()
 
 
 # ---- the simulator -----------------------------------------------------------------------------------

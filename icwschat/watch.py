@@ -20,7 +20,14 @@ from typing import Any
 
 from .cache import ChatCache
 from .client import HTTP, Connection
-from .errors import AuthenticationError, ICWSError, ProtocolError, ServerUnavailable, SessionGone
+from .errors import (
+    AuthenticationError,
+    ICWSError,
+    ProtocolError,
+    ServerUnavailable,
+    SessionGone,
+    Terminated,
+)
 from .models import CONNECTION_DOWN, CONNECTION_STATE_TYPE
 from .pipeline import Pipeline
 from .session import Session
@@ -443,6 +450,7 @@ class Watcher:
     def _consume(self) -> None:
         snapshot_deadline = time.monotonic() + self.options.snapshot_timeout
         while not self._complete():
+            Terminated.check()
             # Checked on every item, not only when idle: empty polls keep the queue busy.
             if self.options.snapshot_only and time.monotonic() > snapshot_deadline:
                 raise ServerUnavailable(

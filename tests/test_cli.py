@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,3 +418,26 @@ def test_clean_up_names_no_subscription_the_server_refused_to_make() -> None:
     assert result.code == ExitCode.UNAVAILABLE_INTERACTION, result.err
     assert "could not remove" not in result.err and "may be left" not in result.err
     assert not [r for r in server.requests if r.method == "DELETE" and r.path.endswith("/chat")]
+
+
+def test_a_sigterm_whose_exception_python_dropped_still_ends_the_watch(
+    slow_sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handler's exception raised inside a finalizer is printed and dropped by Python; the watch
+    must still end with 143 (and its clean-up) instead of running on to the chat's end."""
+    import signal as signals
+
+    from icwschat.errors import Terminated
+
+    real = signals.signal
+
+    def dropping_handler(number: int, handler: Any) -> Any:
+        if number == signals.SIGTERM and callable(handler):
+            threading.Timer(1.0, Terminated.requested.set).start()  # the handler ran; its raise was dropped
+        return real(number, handler)
+
+    monkeypatch.setattr(signals, "signal", dropping_handler)
+    result = run("watch", "1001", "--json")
+    assert result.code == ExitCode.TERMINATED, result.err
+    assert slow_sim.simulator.subscribers("1001") == []
+    assert not Terminated.requested.is_set()
