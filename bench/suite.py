@@ -390,7 +390,7 @@ def b3_frame_cost(sizes: Sizes, work: Path) -> Result:
     goal = "cost at the most lines <= 1.5x cost at 100"
     out = io.StringIO()
     console = Console(file=out, width=100, height=40, force_terminal=True, color_system="truecolor")
-    state = ViewState(WatchInfo("1001", "http://127.0.0.1:8018", "agent.one", "sse"), "connected")
+    state = ViewState(WatchInfo(("1001",), "http://127.0.0.1:8018", "agent.one", "sse"), "connected")
     caches = {}
     for lines in sizes.frame_lines:
         cache = caches[lines] = ChatCache("1001")

@@ -83,33 +83,37 @@ class ChatCache:
     def apply(self, message: Any, at: datetime) -> Outcome:
         """Apply one ICWS message; raises :class:`BadMessage` when nothing of it can be used."""
         problems: list[str] = []
-        update = parse_message(message, self.interaction_id, problems)
+        update = parse_message(message, problems)
         return self.apply_updates([update] if update is not None else [], at, problems)
 
     def apply_all(self, messages: Iterable[Any], at: datetime) -> Outcome:
         """Apply a batch in order; a message the cache cannot use is skipped and named in ``problems``."""
-        updates, problems = parse_messages(messages, self.interaction_id)
+        updates, problems = parse_messages(messages)
         return self.apply_updates(updates, at, problems)
 
     def apply_updates(self, updates: Iterable[Update], at: datetime, problems: Iterable[str] = ()) -> Outcome:
         """Apply a batch already parsed (see :mod:`icwschat.updates`); ``problems`` are the parser's.
 
-        When the chat ends within the batch, ``chat_ended`` is moved to the end of its events.
+        Updates about other interactions (and queues) are not this chat's and are passed over; a fault that
+        names no subscription may be this chat's. When the chat ends within the batch, ``chat_ended`` is
+        moved to the end of its events.
         """
         outcome = Outcome(problems=list(problems))
         ended_before = self.ended
         for update in updates:
+            if update[1] != self.interaction_id and (update[0] != "faulted" or update[1] is not None):
+                continue
             if update[0] == "members":
-                self._apply_members(*update[1:], at, outcome)
+                self._apply_members(*update[2:], at, outcome)
             elif update[0] == "contents":
-                self._apply_contents(*update[1:], at, outcome)
+                self._apply_contents(*update[2:], at, outcome)
             elif update[0] == "state":
-                self._apply_state(update[1], at, outcome)
+                self._apply_state(update[2], at, outcome)
             elif update[0] == "ended":
-                self._end(at, update[1], outcome)
+                self._end(at, update[2], outcome)
             elif update[0] == "morphed":
-                self._morph(update[1])
-            else:
+                self._morph(update[2])
+            elif update[0] == "faulted":
                 self.needs_subscribe = True
                 self.expect_resync()
         if self.ended and not ended_before:
@@ -164,7 +168,7 @@ class ChatCache:
         if old.is_typing != member.is_typing:
             kind = ev.TYPING_STARTED if member.is_typing else ev.TYPING_STOPPED
             outcome.events.append(
-                _new(Event, (kind, self.interaction_id, at, member, None, None, None, None))
+                _new(Event, (kind, self.interaction_id, at, member, None, None, None, None, None, None))
             )
 
     def _remove(self, member: Member, at: datetime, outcome: Outcome) -> None:
@@ -215,7 +219,10 @@ class ChatCache:
             if current is not None:
                 sender = current if current.same_person(sender) else sender.typing(current.is_typing)
             outcome.events.append(
-                _new(Event, (ev.MESSAGE, self.interaction_id, at, sender, None, line, history, None))
+                _new(
+                    Event,
+                    (ev.MESSAGE, self.interaction_id, at, sender, None, line, history, None, None, None),
+                )
             )
 
     def _known_overlap(self, snapshot: list[ChatLine]) -> int:

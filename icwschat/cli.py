@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from .environment import Environment
+    from .router import Queue
     from .window import Window
 
 INTERACTION_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
@@ -177,6 +178,21 @@ PasswordStdin = Annotated[
     ),
 ]
 InteractionArg = Annotated[str, typer.Argument(metavar="INTERACTION_ID", help="The chat interaction's id.")]
+InteractionsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="[INTERACTION_ID]...", help="The chat interactions' ids (or --queue).", show_default=False
+    ),
+]
+QueueOption = Annotated[
+    str | None,
+    typer.Option(
+        "--queue",
+        metavar="QUEUE",
+        help="Every chat of a queue instead of chats by id: user:NAME, workgroup:NAME, station:NAME or "
+        "system:NAME.",
+    ),
+]
 
 
 class OutputChoice(str, enum.Enum):
@@ -291,6 +307,27 @@ def interaction_id(value: str) -> str:
             hint="interaction ids are letters and digits, such as 1001234567",
         )
     return value
+
+
+def followed(
+    env: "Environment", interactions: list[str] | None, queue: str | None
+) -> tuple[tuple[str, ...], "Queue | None"]:
+    """The chats by id, or the queue, a command is to follow: one or the other."""
+    from .router import parse_queue
+
+    ids = tuple(dict.fromkeys(interaction_id(value) for value in interactions or ()))
+    if queue is None:
+        if not ids:
+            raise UsageError(
+                "name the chats to follow, or a queue", hint="e.g. 1001 1002, or --queue workgroup:Support"
+            )
+        return ids, None
+    if ids:
+        raise UsageError("give interaction ids or --queue, not both")
+    try:
+        return (), parse_queue(queue)
+    except ValueError as problem:
+        raise UsageError(str(problem)) from None
 
 
 # ---- commands --------------------------------------------------------------------------------------
@@ -486,7 +523,8 @@ def profiles(
 @command
 def watch(
     env: "Environment",
-    interaction: InteractionArg,
+    interactions: InteractionsArg = None,
+    queue: QueueOption = None,
     output: OutputOption = None,
     json_out: JsonEvents = False,
     raw: RawMessages = False,
@@ -507,12 +545,12 @@ def watch(
     ] = 300.0,
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Follow a chat live until it ends or you press Ctrl-C.
+    """Follow chats live: until they end, or (--queue) every chat of a queue until you press Ctrl-C.
 
     On a terminal: a live view of members, who is typing and the transcript. Into a pipe: a plain log, or
-    NDJSON events with --json. With a password at hand (ICWS_PASSWORD, --password-stdin, or one saved by
-    login --save-password), a dropped session is renewed by itself and the transcript resynchronised, never
-    losing or repeating a line.
+    NDJSON events with --json, every event with its interactionId. With a password at hand (ICWS_PASSWORD,
+    --password-stdin, or one saved by login --save-password), a dropped session is renewed by itself and the
+    transcripts resynchronised, never losing or repeating a line.
     """
     from .runtime import choose_sink, follow
     from .watch import WatchOptions
@@ -520,9 +558,11 @@ def watch(
     chosen, window = presentation(
         env, output, json_out=json_out, raw=raw, color=color, utc=utc, tail=tail, since=since
     )
+    ids, followed_queue = followed(env, interactions, queue)
     sink = choose_sink(env, chosen, window=window)
     options = WatchOptions(
-        interaction_id=interaction_id(interaction),
+        interaction_ids=ids,
+        queue=followed_queue,
         transport=transport.value,
         interval=interval,
         keep_subscription=keep_subscription,
@@ -534,7 +574,8 @@ def watch(
 @command
 def transcript(
     env: "Environment",
-    interaction: InteractionArg,
+    interactions: InteractionsArg = None,
+    queue: QueueOption = None,
     output: OutputOption = None,
     json_out: JsonEvents = False,
     raw: RawMessages = False,
@@ -546,15 +587,18 @@ def transcript(
         float, finite("Seconds to wait for the server's snapshot before giving up (exit 5).", minimum=0.1)
     ] = 30.0,
 ) -> None:
-    """Print a chat's members and transcript so far, then remove the subscription."""
+    """Print chats' members and transcripts so far (by id, or every chat of a --queue), then remove the
+    subscriptions."""
     from .runtime import choose_sink, follow
     from .watch import WatchOptions
 
     chosen, window = presentation(
         env, output, json_out=json_out, raw=raw, color=color, utc=utc, tail=tail, since=since
     )
+    ids, followed_queue = followed(env, interactions, queue)
     options = WatchOptions(
-        interaction_id=interaction_id(interaction),
+        interaction_ids=ids,
+        queue=followed_queue,
         transport="poll",
         interval=0.2,
         snapshot_only=True,
@@ -573,7 +617,7 @@ def transcript(
     shown = Windowed(LineSink(env.stdout_bytes, env.stderr), window)
     watcher = follow(env, options, shown, password_stdin=False)
     console = make_console(env.stdout, no_color=not env.use_color)
-    print_transcript(console, watcher.info(), shown.view or watcher.cache, Clock(utc=env.utc))
+    print_transcript(console, watcher.info(), shown.view or watcher.router, Clock(utc=env.utc))
 
 
 @command
@@ -731,7 +775,7 @@ def demo(
         busiest = max((s for s in sim.scenarios.values() if s.is_chat and s.rights), key=lambda s: s.lines)
         session = LoginRequest(server.url, user, "icwschat demo").log_in(password)
         sink = choose_sink(env, chosen, window=window)
-        options = WatchOptions(interaction_id=busiest.interaction_id)
+        options = WatchOptions(interaction_ids=(busiest.interaction_id,))
         with handled_signals():
             Watcher(lambda: make_http(session), session, options, sink).run()
     finally:

@@ -878,14 +878,36 @@ class Connection:
 
     def unwatch_interaction(self, interaction_id: str, *, timeout: tuple[float, float] | None = None) -> None:
         # A watch that is already gone with its interaction leaves nothing to clean up.
+        self._remove(
+            f"/messaging/subscriptions/interactions/{segment(interaction_id)}",
+            f"removing the watch on interaction {interaction_id}",
+            timeout,
+        )
+
+    def _remove(self, path: str, what: str, timeout: tuple[float, float] | None) -> None:
+        """DELETE what may already be gone (a 4xx says so): then there is nothing left to remove."""
         with contextlib.suppress(InteractionUnavailable):
-            self.call(
-                "DELETE",
-                f"/messaging/subscriptions/interactions/{segment(interaction_id)}",
-                f"removing the watch on interaction {interaction_id}",
-                client_error=InteractionUnavailable,
-                timeout=timeout,
-            )
+            self.call("DELETE", path, what, client_error=InteractionUnavailable, timeout=timeout)
+
+    def subscribe_queue(self, subscription_id: str, body: dict[str, Any], queue: str) -> None:
+        """Subscribe to a queue's interactions; the server then queues a snapshot of them. An unknown queue,
+        or one the user may not see, is a 400 (icws-protocol.md 6a lists no 403 or 404): exit 4."""
+        self.call(
+            "PUT",
+            f"/messaging/subscriptions/queues/{segment(subscription_id)}",
+            f"the subscription to queue {queue}",
+            body=body,
+            client_error=InteractionUnavailable,
+        )
+
+    def unsubscribe_queue(
+        self, subscription_id: str, queue: str, *, timeout: tuple[float, float] | None = None
+    ) -> None:
+        self._remove(
+            f"/messaging/subscriptions/queues/{segment(subscription_id)}",
+            f"removing the subscription to queue {queue}",
+            timeout,
+        )
 
     def poll_messages(self) -> list[Any]:
         """One short poll; the queued messages in server order."""

@@ -15,6 +15,9 @@ TYPING_STARTED = "typing_started"
 TYPING_STOPPED = "typing_stopped"
 RESYNCED = "resynced"
 CHAT_ENDED = "chat_ended"
+CHAT_ADDED = "chat_added"
+CHAT_CHANGED = "chat_changed"
+CHAT_REMOVED = "chat_removed"
 
 
 class Event(NamedTuple):
@@ -32,6 +35,10 @@ class Event(NamedTuple):
     line: ChatLine | None = None
     history: bool | None = None
     reason: str | None = None
+    queue: str | None = None
+    """The queue a chat entered or left (``chat_added``, ``chat_removed``), as the user named it."""
+    attributes: dict[str, str] | None = None
+    """The queue's attributes of the chat: all of them (``chat_added``), or those that changed."""
 
     def to_json(self) -> dict[str, Any]:
         line = self.line
@@ -57,4 +64,8 @@ class Event(NamedTuple):
             data["history"] = self.history
         if self.reason is not None:
             data["reason"] = self.reason
+        if self.queue is not None:
+            data["queue"] = self.queue
+        if self.attributes is not None:
+            data["attributes"] = dict(self.attributes)
         return data

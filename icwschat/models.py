@@ -21,6 +21,7 @@ INTERACTION_LOST_RIGHTS_TYPE = "urn:inin.com:interactions:interactionLostRightsM
 INTERACTION_MORPHED_TYPE = "urn:inin.com:interactions:interactionMorphedMessage"
 CONNECTION_STATE_TYPE = "urn:inin.com:connection:connectionStateChangeMessage"
 SUBSCRIPTION_STATE_TYPE = "urn:inin.com:messaging:subscriptionStateMessage"
+QUEUE_CONTENTS_TYPE = "urn:inin.com:queues:queueContentsMessage"
 SUBSCRIPTION_FAULTED = 3
 """``subscriptionStateMessage`` state Faulted (0 None, 1 Normal, 2 Suspended): the subscription delivers
 nothing more until it is made again."""

@@ -1,8 +1,8 @@
 """Messages in, events out: the one path every ICWS message takes, live (``watch``) or recorded (``replay``).
 
 The pipeline shows each batch to the sink as received (``--raw``), parses it (:mod:`icwschat.updates`),
-applies it to the cache and hands the events of a whole batch to the sink at once, so a sink can write a
-batch with one system call.
+routes it to the chats' caches (:mod:`icwschat.router`) and hands the events of a whole batch to the sink at
+once, so a sink can write a batch with one system call.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from .cache import ChatCache
+from .router import Router
 from .sinks import Sink
 from .updates import Update, parse_messages
 
@@ -24,20 +24,20 @@ def utc_now() -> datetime:
 
 
 class Pipeline:
-    def __init__(self, cache: ChatCache, sink: Sink, clock: Callable[[], datetime] = utc_now) -> None:
-        self.cache = cache
+    def __init__(self, router: Router, sink: Sink, clock: Callable[[], datetime] = utc_now) -> None:
+        self.router = router
         self.sink = sink
         self.clock = clock
 
     def apply(self, messages: list[Any]) -> None:
         """Apply a batch in order; a message the cache cannot use is logged and skipped."""
         self.sink.raw(messages)
-        self.apply_parsed(*parse_messages(messages, self.cache.interaction_id))
+        self.apply_parsed(*parse_messages(messages))
 
     def apply_parsed(self, updates: list[Update], problems: list[str]) -> None:
         """The second half of :meth:`apply`, for messages parsed elsewhere (``replay`` parses in a second
         process), with the parser's problems."""
-        outcome = self.cache.apply_updates(updates, self.clock(), problems)
+        outcome = self.router.apply_updates(updates, self.clock(), problems)
         for problem in outcome.problems:
             log.debug("%s", problem)
-        self.sink.update(outcome.events, self.cache)
+        self.sink.update(outcome.events, self.router)

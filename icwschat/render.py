@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import io
 import os
 import re
@@ -26,6 +27,7 @@ from rich.text import Text
 from .cache import ChatCache
 from .events import Event
 from .models import ChatLine, Member, MemberType
+from .router import Router
 from .sinks import LOCAL, ROLES, Clock, WatchInfo
 from .textsafe import inert
 
@@ -136,7 +138,7 @@ def header(state: ViewState, cache: ChatCache, width: int) -> Text:
     program's name, the transport, the server and the user, the last ones shortened (no scheme) or dropped
     first. Where even the interaction and its state do not fit, they wrap rather than lose a character."""
     info = state.info
-    essentials = Text(f"interaction {inert(info.interaction_id, multiline=False)} · ", style="bold")
+    essentials = Text(f"{inert(info.subject, multiline=False)} · ", style="bold")
     if state.ending is not None and not cache.ended:
         essentials.append(state.ending, style="bold red")
     elif cache.ended:
@@ -249,13 +251,18 @@ class FrameSink:
 
     def started(self, info: WatchInfo) -> None:
         self.state = ViewState(info=info, clock=self.clock)
-        self.cache = ChatCache(info.interaction_id)
+        self.cache = ChatCache(info.interaction_ids[0] if info.interaction_ids else "")
 
     def raw(self, messages: list[Any]) -> None:
         pass
 
-    def update(self, events: list[Event], cache: ChatCache) -> None:
-        self.cache = cache
+    def update(self, events: list[Event], chats: Router) -> None:
+        # One chat's view: the first followed (the board of many chats is drawn from all of them).
+        self.cache = next((chat.cache for chat in chats), self.cache)
+        info = self.state.info if self.state is not None else None
+        if self.state is not None and info is not None and not info.interaction_ids and info.queue is None:
+            # A replay learns from its capture which chats it plays.
+            self.state.info = dataclasses.replace(info, interaction_ids=tuple(chats.chats))
 
     def status(self, text: str, *, trouble: bool) -> None:
         if self.state is not None:
@@ -341,8 +348,8 @@ class LiveSink(FrameSink):
             self._quiet.restore()
             raise
 
-    def update(self, events: list[Event], cache: ChatCache) -> None:
-        super().update(events, cache)
+    def update(self, events: list[Event], chats: Router) -> None:
+        super().update(events, chats)
         self._refresh()
 
     def status(self, text: str, *, trouble: bool) -> None:
@@ -371,15 +378,21 @@ class LiveSink(FrameSink):
         super().close()
 
 
-def print_transcript(console: Console, info: WatchInfo, cache: ChatCache, clock: Clock = LOCAL) -> None:
-    """``transcript`` on a terminal: the members and every line, not cut to the screen."""
-    state = ViewState(info=info, connection="snapshot", clock=clock)
-    parts: Iterable[RenderableType] = (
-        header(state, cache, console.width),
-        *member_rows(cache, console.width),
-        # rich draws a rule in ASCII for a terminal that lacks "─" only when the rule has a title
-        Rule(style="dim", characters="─" if _takes_utf8(console) else "-"),
-        *(line_text(line, clock) for line in cache.transcript),
-    )
-    for part in parts:
-        console.print(part)
+def print_transcript(console: Console, info: WatchInfo, chats: Router, clock: Clock = LOCAL) -> None:
+    """``transcript`` on a terminal: each chat's members and every line, not cut to the screen."""
+    for chat in chats:
+        state = ViewState(
+            info=dataclasses.replace(info, interaction_ids=(chat.interaction_id,), queue=None),
+            connection="snapshot",
+            clock=clock,
+        )
+        cache = chat.cache
+        parts: Iterable[RenderableType] = (
+            header(state, cache, console.width),
+            *member_rows(cache, console.width),
+            # rich draws a rule in ASCII for a terminal that lacks "─" only when the rule has a title
+            Rule(style="dim", characters="─" if _takes_utf8(console) else "-"),
+            *(line_text(line, clock) for line in cache.transcript),
+        )
+        for part in parts:
+            console.print(part)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import IO, Any, NamedTuple
 
-from .cache import ChatCache
 from .errors import InteractionUnavailable, UsageError
 from .jsonio import loads, loads_all
 from .pipeline import Pipeline
+from .router import Router
 from .sinks import Sink, WatchInfo
-from .updates import Update, followed, parse_messages
+from .updates import Update, parse_messages
 
 log = logging.getLogger("icwschat.replay")
 
@@ -41,9 +41,8 @@ class ReplayReport:
 
 
 class ParsedBatch(NamedTuple):
-    """Up to ``BATCH`` lines of a capture, parsed for ``interaction_id``."""
+    """Up to ``BATCH`` lines of a capture, parsed."""
 
-    interaction_id: str
     messages: int
     updates: list[Update]
     problems: list[str]
@@ -74,34 +73,11 @@ def _readable(chunk: list[bytes], first: int, bad: list[int]) -> Iterator[Any]:
                 log.debug("line %d of the capture is not JSON: %.200r", number, line)
 
 
-def interaction_of(message: Any) -> str | None:
-    if isinstance(message, dict):
-        for name in ("interactionId", "interactionID"):
-            value = message.get(name)
-            if isinstance(value, str) and value:
-                return value
-    return None
-
-
-def parse_capture(capture: Iterable[bytes], interaction_id: str | None) -> Iterator[ParsedBatch]:
-    """The capture parsed, a batch at a time; the interaction is the first one it names unless given.
-
-    A capture that names no interaction gives no batch at all.
-    """
-    batches = read_capture(capture)
-    leading: list[tuple[list[Any], list[int]]] = []
-    if interaction_id is None:
-        for messages, bad_lines in batches:
-            leading.append((messages, bad_lines))
-            interaction_id = next(filter(None, map(interaction_of, messages)), None)
-            if interaction_id is not None:
-                break
-        else:
-            return
-    for messages, bad_lines in itertools.chain(leading, batches):
-        updates, problems = parse_messages(messages, interaction_id)
-        yield ParsedBatch(interaction_id, len(messages), updates, problems, bad_lines)
-        interaction_id = followed(updates, interaction_id)
+def parse_capture(capture: Iterable[bytes]) -> Iterator[ParsedBatch]:
+    """The capture parsed, a batch at a time."""
+    for messages, bad_lines in read_capture(capture):
+        updates, problems = parse_messages(messages)
+        yield ParsedBatch(len(messages), updates, problems, bad_lines)
 
 
 def replay(
@@ -123,38 +99,39 @@ def replay(
             and "fork" in multiprocessing.get_all_start_methods()
         )
     report = ReplayReport()
-    parsing = (
-        _parsed_in_worker(capture, interaction_id)
-        if parallel
-        else nullcontext(parse_capture(capture, interaction_id))
-    )
+    parsing = _parsed_in_worker(capture) if parallel else nullcontext(parse_capture(capture))
+    picked = (interaction_id,) if interaction_id is not None else ()
+    # Without --interaction, every chat the capture names is played, and the queue it came from if any.
+    router = Router(picked, adopt=interaction_id is None)
+    pipeline = Pipeline(router, sink)
     with parsing as batches:
-        first = next(batches, None)
-        if first is None:
-            raise UsageError(
-                f"{name} holds no ICWS chat messages",
-                hint="record one with: icwschat watch INTERACTION_ID --raw > capture.ndjson",
-            )
-        cache = ChatCache(first.interaction_id)
-        pipeline = Pipeline(cache, sink)
-        sink.started(WatchInfo(first.interaction_id, name, "", "replay"))
+        sink.started(WatchInfo(picked, name, "", "replay"))
         try:
-            for batch in itertools.chain([first], batches):
+            for batch in batches:
                 report.messages += batch.messages
                 report.bad_lines += batch.bad_lines
                 pipeline.apply_parsed(batch.updates, batch.problems)
-                if cache.ended:
+                if router.ended:
                     break  # like watch, stop after the batch in which the chat ended
-                # What the cache holds now stays until the end: freezing it spares every later collection
+                # What the caches hold now stays until the end: freezing it spares every later collection
                 # a walk over the whole transcript (a sixth of a long replay's time otherwise).
                 gc.freeze()
-            if not cache.members and not cache.transcript and not cache.ended:
-                raise InteractionUnavailable(f"interaction {first.interaction_id} does not appear in {name}")
+            if interaction_id is not None and not _appears(router):
+                raise InteractionUnavailable(f"interaction {interaction_id} does not appear in {name}")
+            if interaction_id is None and not router.chats and router.queue is None:
+                raise UsageError(
+                    f"{name} holds no ICWS chat messages",
+                    hint="record one with: icwschat watch INTERACTION_ID --raw > capture.ndjson",
+                )
             sink.status(f"replayed {report.messages} messages", trouble=False)
         finally:
             gc.unfreeze()
             sink.close()
     return report
+
+
+def _appears(router: Router) -> bool:
+    return any(chat.cache.members or chat.cache.transcript or chat.cache.ended for chat in router)
 
 
 def _has_fileno(stream: IO[bytes]) -> bool:
@@ -172,7 +149,7 @@ def _cores() -> int:
 
 
 @contextmanager
-def _parsed_in_worker(capture: IO[bytes], interaction_id: str | None) -> Iterator[Iterator[ParsedBatch]]:
+def _parsed_in_worker(capture: IO[bytes]) -> Iterator[Iterator[ParsedBatch]]:
     """:func:`parse_capture` run in a child process, its batches as they arrive; the child ends with it."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
@@ -180,7 +157,7 @@ def _parsed_in_worker(capture: IO[bytes], interaction_id: str | None) -> Iterato
     source = os.dup(capture.fileno())
     worker = context.Process(
         target=_parse_and_send,
-        args=(source, interaction_id, sender, receiver),
+        args=(source, sender, receiver),
         name="icwschat-parse",
         daemon=True,
     )
@@ -210,9 +187,7 @@ def _received(receiver: Connection) -> Iterator[ParsedBatch]:
         yield item
 
 
-def _parse_and_send(
-    source: int, interaction_id: str | None, sender: Connection, receiver: Connection
-) -> None:
+def _parse_and_send(source: int, sender: Connection, receiver: Connection) -> None:
     """The child: parse the capture and send each batch, then None; an error is sent in place of None."""
     receiver.close()  # the fork's copy: while it is open, a parent that stops reading never breaks the pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to answer; it ends this process
@@ -221,7 +196,7 @@ def _parse_and_send(
     try:
         try:
             with open(source, "rb") as capture:
-                for batch in parse_capture(capture, interaction_id):
+                for batch in parse_capture(capture):
                     sender.send(batch)
         except Exception as problem:  # noqa: BLE001 - any of them is the parent's to report
             sender.send(problem)

@@ -7,6 +7,7 @@ only when asked (:class:`ColourPlainSink`). :data:`OUTPUTS` is the one table of 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -15,10 +16,10 @@ from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import events as ev
-from .cache import ChatCache
 from .events import Event
 from .jsonio import dumps_lines
 from .models import ChatLine, Member, MemberType
+from .router import Chat, Router
 from .textsafe import inert, inert_json
 from .window import Window
 
@@ -30,10 +31,21 @@ if TYPE_CHECKING:
 class WatchInfo:
     """What the header of a watch shows."""
 
-    interaction_id: str
+    interaction_ids: tuple[str, ...]
     server: str
     user: str
     transport: str
+    queue: str | None = None
+    """The queue followed (``watch --queue``), as the user named it."""
+
+    @property
+    def subject(self) -> str:
+        """What is followed, in a few words: ``interaction 1001``, ``2 chats``, ``queue user:jdoe``."""
+        if self.queue is not None:
+            return f"queue {self.queue}"
+        if len(self.interaction_ids) == 1:
+            return f"interaction {self.interaction_ids[0]}"
+        return f"{len(self.interaction_ids)} chats"
 
 
 class Sink(Protocol):
@@ -43,7 +55,7 @@ class Sink(Protocol):
 
     def raw(self, messages: list[Any]) -> None: ...
 
-    def update(self, events: list[Event], cache: ChatCache) -> None: ...
+    def update(self, events: list[Event], chats: Router) -> None: ...
 
     def status(self, text: str, *, trouble: bool) -> None: ...
 
@@ -70,7 +82,7 @@ class LineSink:
     def raw(self, messages: list[Any]) -> None:
         pass
 
-    def update(self, events: list[Event], cache: ChatCache) -> None:
+    def update(self, events: list[Event], chats: Router) -> None:
         pass
 
     def status(self, text: str, *, trouble: bool) -> None:
@@ -105,7 +117,7 @@ class JSONLinesSink(LineSink):
 class JSONSink(JSONLinesSink):
     """``--json``: the contract's events as NDJSON."""
 
-    def update(self, events: list[Event], cache: ChatCache) -> None:
+    def update(self, events: list[Event], chats: Router) -> None:
         if events:
             self.write_json([event.to_json() for event in events])
 
@@ -246,7 +258,7 @@ class PlainSink(LineSink):
         self._announced.remove(name)
         return True
 
-    def update(self, events: list[Event], cache: ChatCache) -> None:
+    def update(self, events: list[Event], chats: Router) -> None:
         lines = [
             text
             for text in (
@@ -274,9 +286,10 @@ class Windowed:
     def __init__(self, sink: Sink, window: Window) -> None:
         self.sink = sink
         self.window = window
-        self.lines: list[ChatLine] = []
-        self.view: ChatCache | None = None
-        """The cache as last shown to the sink: the real one's state, with only the lines shown."""
+        self.lines: dict[str, list[ChatLine]] = {}
+        """Each chat's lines shown, by the id the chat had when they were."""
+        self.view: Router | None = None
+        """The chats as last shown to the sink: the real ones' state, with only the lines shown."""
 
     def started(self, info: WatchInfo) -> None:
         self.sink.started(info)
@@ -284,16 +297,21 @@ class Windowed:
     def raw(self, messages: list[Any]) -> None:
         self.sink.raw(messages)
 
-    def update(self, events: list[Event], cache: ChatCache) -> None:
+    def update(self, events: list[Event], chats: Router) -> None:
         shown = self.window.filter(events)
-        # Each event with a line was a line appended to the transcript: the shown ones are its windowed copy.
-        self.lines.extend(
-            event.line for event in shown if event.kind == ev.MESSAGE and event.line is not None
-        )
-        view = copy.copy(cache)  # shallow, so it costs the same at any transcript length
-        view.transcript = self.lines
+        # Each event with a line was a line appended to a transcript: the shown ones are its windowed copy.
+        for event in shown:
+            if event.kind == ev.MESSAGE and event.line is not None:
+                self.lines.setdefault(event.interaction_id, []).append(event.line)
+        view = copy.copy(chats)  # shallow, so it costs the same at any transcript length
+        view.chats = {iid: self._windowed(chat) for iid, chat in chats.chats.items()}
         self.view = view
         self.sink.update(shown, view)
+
+    def _windowed(self, chat: Chat) -> Chat:
+        cache = copy.copy(chat.cache)
+        cache.transcript = self.lines.setdefault(chat.interaction_id, [])
+        return dataclasses.replace(chat, cache=cache)
 
     def status(self, text: str, *, trouble: bool) -> None:
         self.sink.status(text, trouble=trouble)

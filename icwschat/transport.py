@@ -222,6 +222,14 @@ def _reconnection_delay(parser: SSEParser, asked: float | None) -> float | None:
     return max(asked or 0.0, min(parser.retry_ms / 1000, RETRY_CAP))
 
 
+def transport_name(name: str, connection: Connection) -> str:
+    """``sse`` or ``poll``: what ``name`` (``auto`` takes SSE when the server's ``messaging`` feature is at
+    least 2) comes to on ``connection``'s server."""
+    if name == "auto":
+        return "sse" if connection.session.feature("messaging") >= SSE_MIN_MESSAGING_VERSION else "poll"
+    return name
+
+
 def choose(
     name: str,
     connection: Connection,
@@ -230,14 +238,11 @@ def choose(
     *,
     give_up_after: float = math.inf,
 ) -> Transport:
-    """``auto`` takes SSE when the server's ``messaging`` feature is at least 2.
+    """The transport :func:`transport_name` names.
 
     An event stream that stays up for the whole ``give_up_after`` window (or :data:`SSE_PROVEN_AFTER`, if
     sooner) shows that the server is not failing.
     """
-    sse = name == "sse" or (
-        name == "auto" and connection.session.feature("messaging") >= SSE_MIN_MESSAGING_VERSION
-    )
-    if sse:
+    if transport_name(name, connection) == "sse":
         return SSETransport(connection, stop, proven_after=min(SSE_PROVEN_AFTER, give_up_after))
     return PollTransport(connection, interval, stop)

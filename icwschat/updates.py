@@ -1,7 +1,8 @@
 """ICWS messages in, updates out: what of each message concerns the chat, checked and as plain data.
 
-Parsing is the first half of the pipeline and needs nothing but the interaction id, so ``replay`` can run it
-in a second process. Updates are tuples of strings, numbers and tuples for that reason: they pickle and
+Parsing is the first half of the pipeline and needs nothing but the messages, so ``replay`` can run it in a
+second process; every update names the interaction (or queue subscription) it is about, and the router
+decides where it goes. Updates are tuples of strings, numbers and tuples for that reason: they pickle and
 unpickle several times faster than objects. The cache (the second half) applies them in order.
 """
 
@@ -17,6 +18,7 @@ from .models import (
     INTERACTION_LOST_RIGHTS_TYPE,
     INTERACTION_MORPHED_TYPE,
     MEMBERS_TYPE,
+    QUEUE_CONTENTS_TYPE,
     SUBSCRIPTION_FAULTED,
     SUBSCRIPTION_STATE_TYPE,
     BadMessage,
@@ -29,84 +31,87 @@ from .models import (
     parse_member,
 )
 
-MembersUpdate = tuple[Literal["members"], bool, list[MemberFields], list[MemberFields], list[MemberFields]]
-"""A chatMembersMessage: isDelta, then the members added, changed and removed."""
-ContentsUpdate = tuple[Literal["contents"], bool, list[LineFields]]
-"""A chatContentsMessage: isDelta, then the lines added."""
-StateUpdate = tuple[Literal["state"], str]
-"""An interactionChangedMessage that names the interaction's ``Eic_State``."""
-EndUpdate = tuple[Literal["ended"], str]
+MembersUpdate = tuple[
+    Literal["members"], str, bool, list[MemberFields], list[MemberFields], list[MemberFields]
+]
+"""A chatMembersMessage: the interaction, isDelta, then the members added, changed and removed."""
+ContentsUpdate = tuple[Literal["contents"], str, bool, list[LineFields]]
+"""A chatContentsMessage: the interaction, isDelta, then the lines added."""
+StateUpdate = tuple[Literal["state"], str, str]
+"""An interactionChangedMessage (or a queue's attributes) that names the interaction's ``Eic_State``."""
+EndUpdate = tuple[Literal["ended"], str, str]
 """The interaction is gone (deallocated) or out of reach (lost rights): the reason, as events name it."""
-MorphUpdate = tuple[Literal["morphed"], str]
-"""The interaction has a new id (interactionMorphedMessage): the new id."""
-FaultUpdate = tuple[Literal["faulted"]]
-"""The chat subscription faulted (subscriptionStateMessage state 3) and must be made again."""
-Update = MembersUpdate | ContentsUpdate | StateUpdate | EndUpdate | MorphUpdate | FaultUpdate
+MorphUpdate = tuple[Literal["morphed"], str, str]
+"""The interaction has a new id (interactionMorphedMessage): the old id, then the new one."""
+FaultUpdate = tuple[Literal["faulted"], str | None]
+"""A subscription faulted (subscriptionStateMessage state 3) and must be made again: the interaction or
+queue subscription it names, or None when it names none (then it may be any of them)."""
+Attributes = dict[str, str]
+QueueUpdate = tuple[
+    Literal["queue"], str, bool, list[tuple[str, Attributes]], list[tuple[str, Attributes]], list[str], bool
+]
+"""A queueContentsMessage: the subscription id, isDelta, the interactions added and changed (id and
+attributes), the ids removed, and whether the server left some out (queueResultLimitExceeded)."""
+ChatUpdate = MembersUpdate | ContentsUpdate | StateUpdate | EndUpdate | MorphUpdate
+"""An update about one interaction, whose id is its second item: what the router hands to a chat's cache."""
+Update = ChatUpdate | FaultUpdate | QueueUpdate
 
 _Parsed = TypeVar("_Parsed", MemberFields, LineFields)
 _ENDINGS = {INTERACTION_DEALLOCATED_TYPE: "deallocated", INTERACTION_LOST_RIGHTS_TYPE: "lost_rights"}
 
 
-def parse_messages(messages: Iterable[Any], interaction_id: str) -> tuple[list[Update], list[str]]:
-    """The updates of ``messages`` for ``interaction_id``, and what had to be skipped, in words.
+def parse_messages(messages: Iterable[Any]) -> tuple[list[Update], list[str]]:
+    """The updates of ``messages`` for every interaction, and what had to be skipped, in words.
 
-    Messages for other interactions and of other types are no update and no problem. After a morph, the
-    messages that follow it are read for the interaction's new id.
+    Messages of other types are no update and no problem; which interactions matter is the router's call.
     """
     updates: list[Update] = []
     problems: list[str] = []
     for message in messages:
         try:
-            update = parse_message(message, interaction_id, problems)
+            update = parse_message(message, problems)
         except ValueError as problem:
             problems.append(f"skipped a message: {problem}: {message!r:.300}")
         else:
             if update is not None:
                 updates.append(update)
-                if update[0] == "morphed":
-                    interaction_id = update[1]
     return updates, problems
 
 
-def followed(updates: Iterable[Update], interaction_id: str) -> str:
-    """The interaction's id after ``updates``: the last morph's new id, else ``interaction_id``; the id to
-    parse the next batch for."""
-    for update in updates:
-        if update[0] == "morphed":
-            interaction_id = update[1]
-    return interaction_id
-
-
-def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Update | None:
+def parse_message(message: Any, problems: list[str]) -> Update | None:
     """One message's update; raises :class:`BadMessage` when nothing of it can be used, and names the
     parts it skipped (one bad member of several, say) in ``problems``."""
     kind = message_type(message)
     if kind in (MEMBERS_TYPE, CONTENTS_TYPE):
-        if message.get("interactionId") != interaction_id:
-            return None
+        iid = _id(message, "interactionId")
         delta = is_delta(message)
         if kind == CONTENTS_TYPE:
             return (
                 "contents",
+                iid,
                 delta,
-                _parsed(message, "messagesAdded", parse_line, "chat line", interaction_id, problems),
+                _parsed(message, "messagesAdded", parse_line, "chat line", iid, problems),
             )
         return (
             "members",
+            iid,
             delta,
-            _parsed(message, "membersAdded", parse_member, "chat member", interaction_id, problems),
-            _parsed(message, "membersChanged", parse_member, "chat member", interaction_id, problems),
-            _parsed(message, "membersRemoved", parse_member, "chat member", interaction_id, problems),
+            _parsed(message, "membersAdded", parse_member, "chat member", iid, problems),
+            _parsed(message, "membersChanged", parse_member, "chat member", iid, problems),
+            _parsed(message, "membersRemoved", parse_member, "chat member", iid, problems),
         )
+    if kind == QUEUE_CONTENTS_TYPE:
+        return _queue_contents(message, problems)
     if kind == SUBSCRIPTION_STATE_TYPE:
-        return _subscription_state(message, interaction_id)
-    if message.get("interactionID") != interaction_id:  # the interaction messages spell it with a capital D
+        return _subscription_state(message)
+    if kind not in _INTERACTION_TYPES:
         return None
+    iid = _id(message, "interactionID")  # the interaction messages spell it with a capital D
     if kind == INTERACTION_MORPHED_TYPE:
         new_id = message.get("newInteractionID")
         if not isinstance(new_id, str) or not new_id:
             raise BadMessage("interactionMorphedMessage has no newInteractionID")
-        return ("morphed", new_id) if new_id != interaction_id else None
+        return ("morphed", iid, new_id) if new_id != iid else None
     if kind == INTERACTION_CHANGED_TYPE:
         attributes = message.get("attributes")
         if not isinstance(attributes, dict):
@@ -114,23 +119,70 @@ def parse_message(message: Any, interaction_id: str, problems: list[str]) -> Upd
                 return None
             raise BadMessage("interactionChangedMessage has no attributes")
         state = attributes.get("Eic_State")
-        return ("state", state) if isinstance(state, str) else None
-    reason = _ENDINGS.get(kind)
-    return ("ended", reason) if reason is not None else None
+        return ("state", iid, state) if isinstance(state, str) else None
+    return ("ended", iid, _ENDINGS[kind])
 
 
-def _subscription_state(message: dict[str, Any], interaction_id: str) -> FaultUpdate | None:
+_INTERACTION_TYPES = frozenset({INTERACTION_CHANGED_TYPE, INTERACTION_MORPHED_TYPE, *_ENDINGS})
+
+
+def _id(message: dict[str, Any], name: str) -> str:
+    value = message.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadMessage(f"{message_type(message).rpartition(':')[2]} has no {name}")
+    return value
+
+
+def _subscription_state(message: dict[str, Any]) -> FaultUpdate | None:
     """Faulted is the one state that needs doing something: subscribing again.
 
     Which subscription a state message is about is UNCONFIRMED (the protocol reference lists only
-    ``state`` and ``error``): one that names another interaction is not about this chat; one that names none
-    may be, and subscribing again costs no more than a snapshot.
+    ``state`` and ``error``): it may name an interaction or a queue subscription, or nothing, and then it
+    may be about any of them; subscribing again costs no more than a snapshot.
     """
-    named = [message[name] for name in ("interactionId", "interactionID") if name in message]
-    if any(name != interaction_id for name in named):
-        return None
     state = message.get("state")
-    return ("faulted",) if type(state) is int and state == SUBSCRIPTION_FAULTED else None
+    if type(state) is not int or state != SUBSCRIPTION_FAULTED:
+        return None
+    named = next(
+        (message[name] for name in ("interactionId", "interactionID", "subscriptionId") if name in message),
+        None,
+    )
+    return ("faulted", named if isinstance(named, str) else None)
+
+
+def _queue_contents(message: dict[str, Any], problems: list[str]) -> QueueUpdate:
+    subscription = _id(message, "subscriptionId")
+    removed = []
+    for item in parse_list(message, "interactionsRemoved"):
+        # Three consumers agree the removed are plain id strings; an object with an id is taken too.
+        iid = item.get("interactionId") if isinstance(item, dict) else item
+        if isinstance(iid, str) and iid:
+            removed.append(iid)
+        else:
+            problems.append(f"skipped a removed interaction: {item!r:.80}")
+    return (
+        "queue",
+        subscription,
+        is_delta(message),
+        _queued(message, "interactionsAdded", problems),
+        _queued(message, "interactionsChanged", problems),
+        removed,
+        message.get("queueResultLimitExceeded") is True,
+    )
+
+
+def _queued(message: dict[str, Any], name: str, problems: list[str]) -> list[tuple[str, Attributes]]:
+    """The interactions of a queue message's array ``name``: id and string attributes (others dropped)."""
+    queued = []
+    for item in parse_list(message, name):
+        iid = item.get("interactionId") if isinstance(item, dict) else None
+        if not isinstance(iid, str) or not iid:
+            problems.append(f"skipped a queued interaction with no interactionId: {item!r:.80}")
+            continue
+        attributes = item.get("attributes")
+        values = attributes if isinstance(attributes, dict) else {}
+        queued.append((iid, {k: v for k, v in values.items() if isinstance(k, str) and isinstance(v, str)}))
+    return queued
 
 
 def _parsed(

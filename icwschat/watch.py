@@ -1,10 +1,11 @@
-"""Following one chat: network in a feed thread, cache and sinks in the caller's thread.
+"""Following chats: the network in two threads, the router and sinks in the caller's thread.
 
-The feed owns every request: it subscribes, reads the message queue through a transport, retries transient
-failures with capped exponential backoff and jitter, and logs in again when the session is gone. It hands
-batches to the caller through a queue, so the caller's thread stays free for signals and terminal resizes,
-and the pure cache is only ever touched from one thread. When the cache learns that the subscription must be
-made again (it faulted, or the interaction has a new id), the caller asks the feed to do it.
+The feed reads the session's message queue through a transport, retries transient failures with capped
+exponential backoff and jitter, and logs in again when the session is gone. Its subscriber makes and removes
+subscriptions beside it, so a chat entering a followed queue is subscribed at once, without ending a read
+that may be waiting on a quiet event stream. Both hand what they learn to the caller through a queue, so the
+caller's thread stays free for signals and terminal resizes, and the pure router (with the chats' caches) is
+only ever touched from one thread. The router says which chats it wants subscribed; the caller passes that on.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .cache import ChatCache
 from .client import HTTP, Connection
 from .errors import (
     AuthenticationError,
     ICWSError,
+    InteractionUnavailable,
     ProtocolError,
     ServerUnavailable,
     SessionGone,
@@ -30,14 +31,16 @@ from .errors import (
 )
 from .models import CONNECTION_DOWN, CONNECTION_STATE_TYPE
 from .pipeline import Pipeline
+from .router import Queue, Router
 from .session import Session
 from .sinks import Sink, WatchInfo
 from .textsafe import inert
-from .transport import choose
+from .transport import choose, transport_name
 
 log = logging.getLogger("icwschat.watch")
 
 INTERACTION_ATTRIBUTES = ["Eic_State", "Eic_RemoteName"]
+QUEUE_SUBSCRIPTION = "queue subscription"
 CLEANUP_BUDGET = 5.0
 """Seconds the clean-up on exit may take in all, whatever the server does; what it could not remove by then
 is named on stderr and left."""
@@ -54,7 +57,9 @@ for one subscription together; one that sends none (a chat with no lines yet) mu
 
 @dataclass(frozen=True, slots=True)
 class WatchOptions:
-    interaction_id: str
+    interaction_ids: tuple[str, ...] = ()
+    queue: Queue | None = None
+    """``watch --queue``: every chat of this queue, as long as the watch runs."""
     transport: str = "auto"
     interval: float = 1.0
     keep_subscription: bool = False
@@ -92,7 +97,12 @@ class _Failed:
     error: BaseException
 
 
-_Item = _Batch | _Status | _Resubscribing | _Failed
+@dataclass(frozen=True, slots=True)
+class _NotAChat:
+    interaction_id: str
+
+
+_Item = _Batch | _Status | _Resubscribing | _Failed | _NotAChat
 
 
 class Backoff:
@@ -151,8 +161,184 @@ class Backoff:
         return min(delay, left)
 
 
+class Subscriber(threading.Thread):
+    """Makes and removes the subscriptions the router wants, on the feed's current session.
+
+    ``made`` holds what may exist on the server: a subscription is counted before its PUT (one that got no
+    answer may still have been made) and dropped once removed, or once the server refused to make it; the
+    clean-up on exit removes what is left. ``lock`` is held around every request, so the clean-up's DELETE
+    cannot overtake a PUT in flight, and nothing is sent once ``halted``.
+    """
+
+    def __init__(self, http: HTTP, session: Session, options: WatchOptions, feed: Feed) -> None:
+        super().__init__(name="icwschat-subscriber", daemon=True)
+        self.http = http
+        self.connection = Connection(http, session)
+        self.options = options
+        self.feed = feed
+        self.lock = threading.Lock()
+        self.work = threading.Condition()
+        self.halted = False
+        self.wanted: frozenset[str] = frozenset(options.interaction_ids)
+        self.again: set[str] = set()
+        self.queue_again = options.queue is not None
+        self.made: frozenset[str] = frozenset()
+        """Chats whose subscription may exist on the server; replaced, never changed in place, so another
+        thread can read it at any time."""
+        self.queue_made = False
+        self.lost: SessionGone | None = None
+        """Set when the session went away under a request: nothing more is tried until :meth:`renewed`."""
+        self.backoff = Backoff(options.give_up_after, deadline_option=options.deadline_option)
+        self.started_up = threading.Event()
+        """Set once the first subscriptions are made (or have failed): a read before them could only wait
+        (a whole poll interval, for ``transcript``)."""
+
+    def want(self, chats: frozenset[str], again: set[str], queue_again: bool) -> None:
+        """The chats to hold a subscription from now on, those to subscribe again (they faulted), and
+        whether the queue's subscription must be made again. Called from the caller's thread."""
+        with self.work:
+            self.wanted = chats
+            self.again |= again
+            self.queue_again |= queue_again
+            self.work.notify()
+
+    def renewed(self, session: Session) -> None:
+        """A new session (or one whose messages may have been lost): everything is to be made again."""
+        with self.work:
+            self.connection = Connection(self.http, session)
+            self.again |= self.made
+            self.queue_again = self.options.queue is not None
+            self.lost = None
+            self.work.notify()
+
+    def halt(self) -> None:
+        """Nothing more is sent; a request in flight completes (the clean-up waits for it on ``lock``)."""
+        with self.work:
+            self.halted = True
+            self.work.notify()
+
+    def run(self) -> None:
+        try:
+            while self._next():
+                pass
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread, which decides the exit
+            self.feed.out.put(_Failed(error))
+        finally:
+            self.started_up.set()
+            self.http.close()
+
+    def _next(self) -> bool:
+        """Do one piece of work, waiting for it; False once halted."""
+        with self.work:
+            while not self.halted and (self.lost is not None or not self._pending()):
+                self.started_up.set()
+                self.work.wait()
+            if self.halted:
+                return False
+            connection = self.connection
+            queue_again = self.queue_again
+            gone = sorted(self.made - self.wanted)
+            new = sorted((self.wanted - self.made) | (self.again & self.wanted))
+        try:
+            if queue_again:
+                self._subscribe_queue(connection)
+            elif gone:
+                self._drop(connection, gone[0])
+            else:
+                self._subscribe(connection, new[0])
+        except SessionGone as lost:
+            with self.work:
+                self.lost = lost
+            self.feed.session_lost(lost)
+        except ServerUnavailable as error:
+            delay = self.backoff.next_delay(error)
+            text = f"subscribing (attempt {self.backoff.attempt}, next in {delay:.1f} s)"
+            log.debug("%s after: %s %s", text, error.message, error.details())
+            self.feed.tell(_Status(text, trouble=True))
+            with self.work:
+                self.work.wait_for(lambda: self.halted, delay)
+        else:
+            self.backoff.reset()
+        return True
+
+    def _pending(self) -> bool:
+        return self.queue_again or self.made != self.wanted or bool(self.again & self.wanted)
+
+    def _subscribe_queue(self, connection: Connection) -> None:
+        queue = self.options.queue
+        assert queue is not None
+        with self.lock:
+            if self.halted:
+                return
+            known, self.queue_made = self.queue_made, True
+            try:
+                connection.subscribe_queue(queue.subscription_id, queue.body(), queue.label)
+            except ICWSError as refused:
+                if refused.status is not None and not known:
+                    self.queue_made = False
+                raise
+        with self.work:
+            self.queue_again = False
+
+    def _subscribe(self, connection: Connection, iid: str) -> None:
+        """Subscribe to the chat (and, followed by id, watch the interaction so its end is seen)."""
+        with self.lock:
+            if self.halted:
+                return
+            known = iid in self.made
+            self.made |= {iid}
+            try:
+                connection.subscribe_chat(iid)
+            except InteractionUnavailable as refused:
+                if refused.status is not None and not known:
+                    self.made -= {iid}  # the server answered, and made nothing to remove later
+                if self.options.queue is None:
+                    raise
+                log.debug("interaction %s is skipped, not a chat: %s %s", iid, refused, refused.details())
+                self.feed.out.put(_NotAChat(iid))
+                self._settled(iid)
+                return
+            except ICWSError as refused:
+                if refused.status is not None and not known:
+                    self.made -= {iid}
+                raise
+            if self.options.queue is None:
+                self._watch_interaction(connection, iid)
+        self._settled(iid)
+
+    def _settled(self, iid: str) -> None:
+        with self.work:
+            self.again.discard(iid)
+            if iid not in self.made:
+                self.wanted -= {iid}  # refused: not to be tried again until the router asks anew
+
+    def _drop(self, connection: Connection, iid: str) -> None:
+        """Best effort: a subscription that stays is tried again by the clean-up on exit."""
+        with self.lock:
+            if self.halted:
+                return
+            try:
+                connection.unsubscribe_chat(iid)
+                if self.options.queue is None:
+                    connection.unwatch_interaction(iid)
+            except (SessionGone, ServerUnavailable):
+                raise
+            except ICWSError as error:
+                log.debug("could not remove the subscription for %s: %s %s", iid, error, error.details())
+            self.made -= {iid}
+
+    def _watch_interaction(self, connection: Connection, iid: str) -> None:
+        """Ask for ``Eic_State`` so the end of the chat is seen; a server that refuses only loses that."""
+        try:
+            connection.watch_interaction(iid, INTERACTION_ATTRIBUTES)
+        except (SessionGone, ServerUnavailable):
+            raise
+        except ICWSError as error:
+            log.debug("cannot watch interaction %s (%s); the end of the chat may go unseen", iid, error)
+
+
 class Feed(threading.Thread):
-    """The network side of a watch; everything it learns goes into ``out``.
+    """The network side of a watch: reads the message queue; everything it learns goes into ``out``.
 
     Two backoffs: ``backoff`` for reading (reset by every batch read) and ``renewal`` for logging in
     again, which only a session that has held for :data:`SESSION_HELD` resets, so a server that ends each
@@ -163,7 +349,7 @@ class Feed(threading.Thread):
 
     def __init__(
         self,
-        http: HTTP,
+        http_factory: Callable[[], HTTP],
         session: Session,
         options: WatchOptions,
         out: queue.Queue[_Item],
@@ -171,42 +357,42 @@ class Feed(threading.Thread):
         on_session: Callable[[Session], None],
     ) -> None:
         super().__init__(name="icwschat-feed", daemon=True)
-        self.http = http
-        self.connection = Connection(http, session)
+        self.http = http_factory()
+        self.connection = Connection(self.http, session)
         self.options = options
         self.out = out
         self.relogin = relogin
         self.on_session = on_session
         self.stop = threading.Event()
         self.halted = threading.Event()
-        self.transport_name = choose(options.transport, self.connection, options.interval, self.stop).name
+        self.transport_name = transport_name(options.transport, self.connection)
         self.backoff = Backoff(options.give_up_after, deadline_option=options.deadline_option)
         self.renewal = Backoff(
             options.give_up_after, deadline_option=options.deadline_option, base=2.0, spread=0.5
         )
-        self.interaction_id = options.interaction_id
-        self.subscriptions: frozenset[str] = frozenset()
-        """Interactions whose subscriptions may exist on the server; replaced, never changed in place, so
-        another thread can read it at any time."""
-        self.subscription_lock = threading.Lock()
-        """Held while subscriptions are made or removed, so the clean-up's DELETE cannot overtake a PUT."""
-        self._wanted: str | None = None
+        self.subscriber = Subscriber(http_factory(), session, options, self)
+        self._lost: SessionGone | None = None
         self._logged_in_at: float | None = None
         self._last_status: _Status | None = None
+        self._status_lock = threading.Lock()
 
     @property
     def session(self) -> Session:
         return self.connection.session
 
+    def start(self) -> None:
+        self.subscriber.start()
+        super().start()
+
     def halt(self) -> None:
-        """End the feed (from another thread); a request in flight still completes."""
+        """End the feed and its subscriber (from another thread); a request in flight still completes."""
         self.halted.set()
         self.stop.set()
+        self.subscriber.halt()
 
-    def resubscribe(self, interaction_id: str) -> None:
-        """Subscribe to ``interaction_id`` (again) as soon as the current read stops, and drop the
-        subscriptions of any other interaction (the one a morph left behind). Called from another thread."""
-        self._wanted = interaction_id
+    def session_lost(self, gone: SessionGone) -> None:
+        """The subscriber found the session gone: the read in progress ends and the session is renewed."""
+        self._lost = gone
         self.stop.set()
 
     def run(self) -> None:
@@ -218,20 +404,18 @@ class Feed(threading.Thread):
             self.http.close()
 
     def _follow(self) -> None:
-        subscribed = renewing = False
+        while not self.subscriber.started_up.wait(IDLE_TICK):
+            if self.halted.is_set():
+                return
+        renewing = False
         while self._resume():
             try:
                 if renewing:
                     self._log_in_again()
-                    renewing = subscribed = False
-                wanted, self._wanted = self._wanted, None
-                if wanted is not None:
-                    self.interaction_id, subscribed = wanted, False
-                if not subscribed:
-                    if not self._subscribe():
-                        return
-                    subscribed = True
+                    renewing = False
+                self._raise_if_lost()
                 self._read()
+                self._raise_if_lost()
             except SessionGone as gone:
                 if renewing:
                     self._back_off(
@@ -244,12 +428,17 @@ class Feed(threading.Thread):
                 if renewing:
                     self._back_off(self.renewal, error, "logging in again")
                     continue
-                if isinstance(error, ProtocolError) and subscribed:
+                if isinstance(error, ProtocolError):
                     # A reply or event that was not JSON may have carried messages the server has already
-                    # dequeued: subscribing again brings a snapshot, which the cache reconciles.
-                    subscribed = False
+                    # dequeued: subscribing again brings snapshots, which the caches reconcile.
                     self.out.put(_Resubscribing())
+                    self.subscriber.renewed(self.session)
                 self._back_off(self.backoff, error, "reconnecting")
+
+    def _raise_if_lost(self) -> None:
+        lost, self._lost = self._lost, None
+        if lost is not None:
+            raise lost
 
     def _resume(self) -> bool:
         """Ready ``stop`` for the next read; False once the feed is halted.
@@ -257,6 +446,8 @@ class Feed(threading.Thread):
         ``halt`` sets ``halted`` before ``stop``, so a halt that comes after this check still ends the read.
         """
         self.stop.clear()
+        if self._lost is not None:
+            self.stop.set()  # lost while the last read ended: the next one is not begun
         return not self.halted.is_set()
 
     def _read(self) -> None:
@@ -268,7 +459,7 @@ class Feed(threading.Thread):
             give_up_after=self.options.give_up_after,
         )
         for batch in transport.batches():
-            self._tell(_Status("connected", trouble=False))
+            self.tell(_Status("connected", trouble=False))
             if batch is None:
                 continue  # a stream that opens and then delivers nothing must not end the backoff
             self.backoff.reset()
@@ -277,19 +468,20 @@ class Feed(threading.Thread):
             if any(_connection_down(message) for message in batch):
                 raise SessionGone("the server says the session's connection is down")
 
-    def _tell(self, status: _Status) -> None:
+    def tell(self, status: _Status) -> None:
         """Pass on a status only when it changes: one per poll would redraw an idle view every second."""
-        if status != self._last_status:
-            self._last_status = status
-            self.out.put(status)
+        with self._status_lock:  # the subscriber tells its troubles too
+            if status != self._last_status:
+                self._last_status = status
+                self.out.put(status)
 
     def _back_off(self, backoff: Backoff, error: ICWSError, doing: str) -> None:
         """Wait ``backoff``'s next delay after ``error`` (or give up), telling the user what it is doing."""
         delay = backoff.next_delay(error)
         text = f"{doing} (attempt {backoff.attempt}, next in {delay:.1f} s)"
         log.debug("%s after: %s %s", text, error.message, error.details())
-        self._tell(_Status(text, trouble=True))
-        self.halted.wait(delay)  # a request to subscribe again must not cut a backoff short
+        self.tell(_Status(text, trouble=True))
+        self.halted.wait(delay)
 
     def _session_lost(self, gone: SessionGone) -> None:
         """Renew the session: at once after one that held, after the renewal backoff after one that did not;
@@ -304,7 +496,7 @@ class Feed(threading.Thread):
         if held:
             log.debug("session gone (%s); logging in again", gone.details())
             self.renewal.reset()
-            self._tell(_Status("session expired; logging in again", trouble=True))
+            self.tell(_Status("session expired; logging in again", trouble=True))
         else:
             self._back_off(
                 self.renewal, _reworded(gone, "the server ended the new session at once"), "logging in again"
@@ -324,47 +516,11 @@ class Feed(threading.Thread):
         session = self.relogin()
         self._logged_in_at = time.monotonic()
         self.connection = Connection(self.http, session)
+        self._lost = None  # what the subscriber saw of the old session is answered by this new one
         self.on_session(session)
+        # In this order: the caller expects new snapshots before the subscriber's requests can bring them.
         self.out.put(_Resubscribing())
-
-    def _subscribe(self) -> bool:
-        """Subscribe to the chat and watch the interaction, then drop any other interaction's subscriptions;
-        False (and nothing sent) once the feed is halted, so no PUT can follow the clean-up's DELETE."""
-        with self.subscription_lock:
-            if self.halted.is_set():
-                return False
-            iid = self.interaction_id
-            known = iid in self.subscriptions
-            self.subscriptions |= {iid}  # before the PUT: one with no answer may still have made it
-            try:
-                self.connection.subscribe_chat(iid)
-            except ICWSError as refused:
-                if refused.status is not None and not known:
-                    self.subscriptions -= {iid}  # the server answered, and made nothing to remove later
-                raise
-            self._watch_interaction(iid)
-            for old in sorted(self.subscriptions - {iid}):
-                self._drop(old)
-        return True
-
-    def _drop(self, iid: str) -> None:
-        """Best effort: a subscription that stays is tried again by the clean-up on exit."""
-        try:
-            self.connection.unsubscribe_chat(iid)
-            self.connection.unwatch_interaction(iid)
-        except ICWSError as error:
-            log.debug("could not remove the subscription for %s yet: %s %s", iid, error, error.details())
-        else:
-            self.subscriptions -= {iid}
-
-    def _watch_interaction(self, iid: str) -> None:
-        """Ask for ``Eic_State`` so the end of the chat is seen; a server that refuses only loses that."""
-        try:
-            self.connection.watch_interaction(iid, INTERACTION_ATTRIBUTES)
-        except (SessionGone, ServerUnavailable):
-            raise
-        except ICWSError as error:
-            log.debug("cannot watch interaction %s (%s); the end of the chat may go unseen", iid, error)
+        self.subscriber.renewed(session)
 
 
 def _reworded(gone: SessionGone, text: str) -> SessionGone:
@@ -426,18 +582,22 @@ class Watcher:
         self.options = options
         self.sink = sink
         self.warn = warn
-        self.cache = ChatCache(options.interaction_id)
-        self.pipeline = Pipeline(self.cache, sink)
+        self.router = Router(options.interaction_ids, queue=options.queue)
+        self.pipeline = Pipeline(self.router, sink)
         self.queue: queue.Queue[_Item] = queue.Queue()
-        self.feed = Feed(http_factory(), session, options, self.queue, relogin, on_session)
+        self.feed = Feed(http_factory, session, options, self.queue, relogin, on_session)
         self._members_at: float | None = None
+        self._warned_limit = False
 
     def info(self) -> WatchInfo:
         session = self.feed.session
-        return WatchInfo(self.options.interaction_id, session.server, session.user, self.feed.transport_name)
+        queue = self.options.queue.label if self.options.queue is not None else None
+        return WatchInfo(
+            self.options.interaction_ids, session.server, session.user, self.feed.transport_name, queue
+        )
 
     def run(self) -> None:
-        """Returns when the chat ended (or the snapshot was taken); raises for everything else."""
+        """Returns when the chats ended (or the snapshots were taken); raises for everything else."""
         self.sink.started(self.info())
         self.feed.start()
         try:
@@ -449,12 +609,14 @@ class Watcher:
 
     def _consume(self) -> None:
         snapshot_deadline = time.monotonic() + self.options.snapshot_timeout
+        trouble = False
         while not self._complete():
             Terminated.check()
-            # Checked on every item, not only when idle: empty polls keep the queue busy.
-            if self.options.snapshot_only and time.monotonic() > snapshot_deadline:
+            # Checked on every item, not only when idle: empty polls keep the queue busy. While requests
+            # fail, their backoff gives up in time, and says why better than this would.
+            if self.options.snapshot_only and not trouble and time.monotonic() > snapshot_deadline:
                 raise ServerUnavailable(
-                    f"no snapshot of interaction {self.options.interaction_id} arrived within "
+                    f"no snapshot of {self.info().subject} arrived within "
                     f"{self.options.snapshot_timeout:g} s",
                     hint="the server accepted the subscription but sent nothing; try again",
                 )
@@ -466,24 +628,33 @@ class Watcher:
             if isinstance(item, _Failed):
                 raise item.error
             if isinstance(item, _Status):
+                trouble = item.trouble
                 self.sink.status(item.text, trouble=item.trouble)
             elif isinstance(item, _Resubscribing):
-                self.cache.expect_resync()
+                self.router.expect_resync()
+            elif isinstance(item, _NotAChat):
+                self.router.not_a_chat(item.interaction_id)
             else:
                 self._apply(item.messages)
 
     def _apply(self, messages: list[Any]) -> None:
         self.pipeline.apply(messages)
-        if self.cache.needs_subscribe:
-            self.cache.needs_subscribe = False
-            self.feed.resubscribe(self.cache.interaction_id)
+        if self.router.limit_exceeded and not self._warned_limit:
+            self._warned_limit = True
+            self.warn(
+                f"the server lists only part of {self.info().subject} (queueResultLimitExceeded): "
+                "chats beyond its limit are not followed"
+            )
+        again, queue_again = self.router.take_resubscribes()
+        self.feed.subscriber.want(self.router.wanted(), again, queue_again)
 
     def _complete(self) -> bool:
-        """The chat ended; or, for ``transcript``, its snapshot is in (a members snapshot alone once
-        :data:`CONTENTS_GRACE` has passed without a contents one)."""
-        if self.cache.ended or (self.options.snapshot_only and self.cache.has_snapshot):
+        """The chats ended; or, for ``transcript``, their snapshots are in (members snapshots alone once
+        :data:`CONTENTS_GRACE` has passed without contents ones)."""
+        router = self.router
+        if (router.ended and router.chats) or (self.options.snapshot_only and router.has_snapshot):
             return True
-        if not (self.options.snapshot_only and self.cache.has_members_snapshot):
+        if not (self.options.snapshot_only and router.has_members_snapshots):
             return False
         if self._members_at is None:
             self._members_at = time.monotonic()
@@ -498,54 +669,64 @@ class Watcher:
         if self.options.keep_subscription:
             return
         deadline = time.monotonic() + CLEANUP_BUDGET
-        lock = self.feed.subscription_lock
-        if not lock.acquire(timeout=CLEANUP_BUDGET):
-            iid = self.feed.interaction_id
-            self.warn(
-                f"the chat subscription for interaction {iid} may be left on the server: the request "
-                f"that makes it had no answer within {CLEANUP_BUDGET:g} s; remove it with: "
-                f"icwschat unsubscribe {iid}"
-            )
+        subscriber = self.feed.subscriber
+        if not subscriber.lock.acquire(timeout=CLEANUP_BUDGET):
+            for iid in sorted(subscriber.made):
+                self.warn(
+                    f"the chat subscription for interaction {iid} may be left on the server: the request "
+                    f"that makes it had no answer within {CLEANUP_BUDGET:g} s; remove it with: "
+                    f"icwschat unsubscribe {iid}"
+                )
             return
         try:
-            left = self._remove(sorted(self.feed.subscriptions), deadline)
+            left = self._remove(sorted(subscriber.made), subscriber.queue_made, deadline)
         finally:
-            lock.release()
+            subscriber.lock.release()
         for kind, iid, why in left:
+            if kind == QUEUE_SUBSCRIPTION:
+                self.warn(f"could not remove the {kind} for {iid} ({why}); it ends with the session")
+                continue
             self.warn(
                 f"could not remove the {kind} for interaction {iid} ({why}); "
                 f"remove it with: icwschat unsubscribe {iid}"
             )
 
-    def _remove(self, ids: list[str], deadline: float) -> list[tuple[str, str, str]]:
-        """DELETE the chat subscriptions and interaction watches of ``ids`` in a thread of their own, given
-        until ``deadline`` in all (a server trickling its reply defeats any per-read timeout); what was not
-        removed, with why."""
+    def _remove(self, ids: list[str], queue_made: bool, deadline: float) -> list[tuple[str, str, str]]:
+        """DELETE the queue subscription, then the chat subscriptions and interaction watches of ``ids``, in
+        a thread of their own, given until ``deadline`` in all (a server trickling its reply defeats any
+        per-read timeout); what was not removed, with why."""
         session = self.feed.session
+        queue = self.options.queue
+        wanted: list[tuple[str, str]] = []
+        if queue is not None and queue_made:
+            wanted.append((QUEUE_SUBSCRIPTION, queue.label))
+        kinds = ["chat subscription"] + (["interaction watch"] if queue is None else [])
+        wanted += [(kind, iid) for iid in ids for kind in kinds]
         done: list[tuple[str, str]] = []
         failed: dict[tuple[str, str], str] = {}
 
         def remove_all() -> None:
             http = self.http_factory()
             connection = Connection(http, session)
-            removals = (
-                ("chat subscription", connection.unsubscribe_chat),
-                ("interaction watch", connection.unwatch_interaction),
-            )
+            removals: dict[str, Callable[..., object]] = {
+                "chat subscription": connection.unsubscribe_chat,
+                "interaction watch": connection.unwatch_interaction,
+            }
+            if queue is not None:
+                removals[QUEUE_SUBSCRIPTION] = lambda label, timeout: connection.unsubscribe_queue(
+                    queue.subscription_id, label, timeout=timeout
+                )
             try:
-                for iid in ids:
-                    for kind, remove in removals:
-                        try:
-                            remove(iid, timeout=CLEANUP_TIMEOUT)
-                        except SessionGone:
-                            pass  # a session that is gone took its subscriptions with it
-                        except ICWSError as error:
-                            log.debug(
-                                "could not remove the %s for %s: %s %s", kind, iid, error, error.details()
-                            )
-                            failed[(kind, iid)] = error.message
-                            continue
-                        done.append((kind, iid))
+                for kind, name in wanted:
+                    try:
+                        removals[kind](name, timeout=CLEANUP_TIMEOUT)
+                    except SessionGone:
+                        pass  # a session that is gone took its subscriptions with it
+                    except ICWSError as error:
+                        log.debug("could not remove the %s for %s: %s %s", kind, name, error, error.details())
+                        failed[(kind, name)] = error.message
+                        continue
+                    done.append((kind, name))
             finally:
                 http.close()
 
@@ -555,8 +736,7 @@ class Watcher:
         removed = set(done)
         no_answer = f"no answer within {CLEANUP_BUDGET:g} s"
         return [
-            (kind, iid, failed.get((kind, iid), no_answer))
-            for iid in ids
-            for kind in ("chat subscription", "interaction watch")
-            if (kind, iid) not in removed
+            (kind, name, failed.get((kind, name), no_answer))
+            for kind, name in wanted
+            if (kind, name) not in removed
         ]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from icwschat.cache import ChatCache
+from icwschat.router import Chat, Router
+
 IID = "1001"
 
 
@@ -56,3 +59,10 @@ def contents_msg(*lines: dict[str, Any], delta: bool = True, iid: str = IID) -> 
         "interactionId": iid,
         "messagesAdded": list(lines),
     }
+
+
+def routed(cache: ChatCache) -> Router:
+    """A router that follows just ``cache``'s chat, as sinks are shown chats."""
+    router = Router()
+    router.chats[cache.interaction_id] = Chat(cache, cache.interaction_id)
+    return router

@@ -275,7 +275,7 @@ def test_a_batch_with_bad_messages_applies_the_good_ones(batch: list[Any]) -> No
 @given(st.lists(hostile_messages | json_values, max_size=8))
 def test_updates_parsed_elsewhere_apply_as_the_messages_do(batch: list[Any]) -> None:
     # replay parses in a second process: its updates cross a pipe pickled, then apply as in one process.
-    updates, problems = parse_messages(batch, IID)
+    updates, problems = parse_messages(batch)
     crossed = pickle.loads(pickle.dumps((updates, problems)))
     assert crossed == (updates, problems)
     here, there = ChatCache(IID), ChatCache(IID)

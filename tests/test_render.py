@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 import pytest
-from builders import IID, contents_msg, line, member, members_msg
+from builders import IID, contents_msg, line, member, members_msg, routed
 from rich.console import Console
 
 from icwschat.cache import ChatCache
@@ -19,7 +19,7 @@ from icwschat.render import ViewState, build_view, print_transcript
 from icwschat.sinks import WatchInfo
 
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
-INFO = WatchInfo(IID, "http://127.0.0.1:8018", "agent.one", "sse")
+INFO = WatchInfo((IID,), "http://127.0.0.1:8018", "agent.one", "sse")
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J[red]markup[/red] \u202eevil"
 
 
@@ -149,7 +149,7 @@ def test_lines_stamped_at_the_ends_of_the_calendar_are_shown(
     cache = chat("edge", stamp=stamp)
     assert f"{shown} jane: edge" in screen(cache)
     out = console()
-    print_transcript(out, INFO, cache)
+    print_transcript(out, INFO, routed(cache))
     assert f"{shown} jane: edge" in out.export_text().splitlines()
 
 
@@ -179,7 +179,9 @@ def test_the_plain_log_writes_what_a_terminal_encoding_lacks_as_escapes() -> Non
     out = io.BytesIO()
     sink = PlainSink(out, io.StringIO(), encoding="latin-1")
     cache = ChatCache(IID)
-    sink.update(cache.apply(contents_msg(line("jane", "café \x1b[2J ✓"), delta=False), AT).events, cache)
+    sink.update(
+        cache.apply(contents_msg(line("jane", "café \x1b[2J ✓"), delta=False), AT).events, routed(cache)
+    )
     assert out.getvalue().decode("latin-1").endswith(" jane: café \\u241b[2J \\u2713\n")
 
 
@@ -191,7 +193,7 @@ def final_frame(cache: ChatCache, error: BaseException | None) -> list[str]:
     sink = FrameSink(out)
     sink.started(INFO)
     sink.status("connected", trouble=False)
-    sink.update([], cache)
+    sink.update([], routed(cache))
     with pytest.raises(type(error)) if error is not None else contextlib.nullcontext():
         try:
             if error is not None:
@@ -252,7 +254,7 @@ def test_a_member_wider_than_the_terminal_is_cut_not_broken() -> None:
     cache = ChatCache(IID)
     cache.apply(members_msg(delta=False, added=[member("long", "x" * 60), member("bob", "Bob")]), AT)
     out = console(40)
-    print_transcript(out, INFO, cache)
+    print_transcript(out, INFO, routed(cache))
     rows = out.export_text().splitlines()
     first = next(n for n, row in enumerate(rows) if row.startswith("members:"))
     assert rows[first].startswith("members:  customer  xxx") and rows[first].endswith("…")

@@ -75,13 +75,17 @@ def test_a_capture_cut_short_is_replayed_up_to_the_cut(capture: Path) -> None:
     assert [e["event"] for e in result.events()] == [e["event"] for e in whole[: len(result.events())]]
 
 
-def test_interaction_picks_one_chat_of_several(logged_in: SimulatorServer, capture: Path) -> None:
+def test_a_capture_of_several_chats_plays_all_unless_interaction_picks_one(
+    logged_in: SimulatorServer, capture: Path
+) -> None:
     other = icwschat("watch", "1002", "--raw", "--interval", "0.1").out
     both = capture.with_name("both.ndjson")
     both.write_text(capture.read_text(encoding="utf-8") + other, encoding="utf-8")
-    first = icwschat("replay", str(both), "--json")
+    every = icwschat("replay", str(both), "--json").events()
     chosen = icwschat("replay", str(both), "--json", "--interaction", "1002")
-    assert {e["interactionId"] for e in first.events()} == {"1001"}
+    for iid in ("1001", "1002"):
+        played = [event for event in every if event["interactionId"] == iid]
+        assert project(played) == expected_events(logged_in.simulator.scenarios[iid])
     assert project(chosen.events()) == expected_events(logged_in.simulator.scenarios["1002"])
 
 
@@ -219,7 +223,7 @@ INTERACTION_DEALLOCATED = "urn:inin.com:interactions:interactionDeallocatedMessa
 def replayed(path: Path, *, parallel: bool) -> tuple[list[dict[str, Any]], ReplayReport]:
     out = io.BytesIO()
     with path.open("rb") as capture:
-        report = replay(capture, path.name, JSONSink(out, io.StringIO()), parallel=parallel)
+        report = replay(capture, path.name, JSONSink(out, io.StringIO()), "1001", parallel=parallel)
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     for event in events:
         del event["at"]  # the moment of the replay, which differs from run to run

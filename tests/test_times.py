@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from builders import IID, contents_msg, line, member, members_msg
+from builders import IID, contents_msg, line, member, members_msg, routed
 from conftest import cli_env, icwschat
 from rich.console import Console
 
@@ -18,7 +18,7 @@ from icwschat.render import ViewState, build_view, print_transcript
 from icwschat.sinks import Clock, PlainSink, WatchInfo
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
-INFO = WatchInfo(IID, "http://127.0.0.1:8018", "agent.one", "sse")
+INFO = WatchInfo((IID,), "http://127.0.0.1:8018", "agent.one", "sse")
 TODAY = "20261129T082018Z"
 OLDER = "20261127T082018Z"
 LATE = "20261128T233000Z"
@@ -74,7 +74,7 @@ def test_the_plain_log_the_view_and_the_transcript_show_local_or_utc_times(
     ).events
 
     out = io.BytesIO()
-    PlainSink(out, io.StringIO(), clock=clock).update(events, cache)
+    PlainSink(out, io.StringIO(), clock=clock).update(events, routed(cache))
     assert [text for text in out.getvalue().decode().splitlines() if "jane: " in text] == shown
 
     view = Console(file=io.StringIO(), width=80, height=24, record=True, color_system=None)
@@ -83,7 +83,7 @@ def test_the_plain_log_the_view_and_the_transcript_show_local_or_utc_times(
     assert [row for row in rows if "jane: " in row] == shown
 
     printed = Console(file=io.StringIO(), width=80, record=True, color_system=None)
-    print_transcript(printed, INFO, cache, clock)
+    print_transcript(printed, INFO, routed(cache), clock)
     rows = printed.export_text().splitlines()
     assert [row for row in rows if "jane: " in row] == shown
 
@@ -109,7 +109,7 @@ def test_utc_reaches_the_output_from_the_command_line_and_json_stays_utc(tmp_pat
 
 def announce(cache: ChatCache, sink: PlainSink, *messages: dict[str, object]) -> None:
     for message in messages:
-        sink.update(cache.apply(message, NOW).events, cache)
+        sink.update(cache.apply(message, NOW).events, routed(cache))
 
 
 def test_a_join_and_a_leave_the_server_also_announces_are_logged_once_with_the_view_labels() -> None:
