@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from .environment import Environment
     from .router import Queue
+    from .watch import WatchOptions
     from .window import Window
 
 INTERACTION_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
@@ -220,6 +221,9 @@ OutputOption = Annotated[
 ]
 JsonEvents = Annotated[
     bool, typer.Option("--json", help="Short for -o json: the contract's events as NDJSON.")
+]
+SnapshotTimeout = Annotated[
+    float, finite("Seconds to wait for the server's snapshot before giving up (exit 5).", minimum=0.1)
 ]
 RawMessages = Annotated[
     bool, typer.Option("--raw", help="Short for -o raw: every ICWS message as received, one per line.")
@@ -583,31 +587,17 @@ def transcript(
     utc: UtcOption = False,
     tail: TailOption = None,
     since: SinceOption = None,
-    timeout: Annotated[
-        float, finite("Seconds to wait for the server's snapshot before giving up (exit 5).", minimum=0.1)
-    ] = 30.0,
+    timeout: SnapshotTimeout = 30.0,
 ) -> None:
     """Print chats' members and transcripts so far (by id, or every chat of a --queue), then remove the
     subscriptions."""
     from .runtime import choose_sink, follow
-    from .watch import WatchOptions
 
     chosen, window = presentation(
         env, output, json_out=json_out, raw=raw, color=color, utc=utc, tail=tail, since=since
     )
     ids, followed_queue = followed(env, interactions, queue)
-    options = WatchOptions(
-        interaction_ids=ids,
-        queue=followed_queue,
-        transport="poll",
-        interval=0.2,
-        snapshot_only=True,
-        snapshot_timeout=timeout,
-        give_up_after=timeout,
-        deadline_option="--timeout",
-        renewal_hint="set ICWS_PASSWORD or save the password with login --save-password, "
-        "so transcript can log in again by itself",
-    )
+    options = snapshot_options("transcript", timeout, interaction_ids=ids, queue=followed_queue)
     if (chosen or "live") != "live" or not env.stdout_isatty:
         follow(env, options, choose_sink(env, chosen, window=window), password_stdin=False)
         return
@@ -677,6 +667,75 @@ def replay(
             f"skipped {count} line{'s' if count != 1 else ''} that held no JSON "
             f"(first: line {report.bad_lines[0]})"
         )
+
+
+@command
+def chats(
+    env: "Environment",
+    queue: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[QUEUE]",
+            help="user:NAME, workgroup:NAME, station:NAME or system:NAME (default: your own, user:USER).",
+            show_default=False,
+        ),
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Also the interactions that are not chats (calls, emails, ...).")
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help='One JSON object per chat: {"interactionId", "queue", "state", "attributes"}.'
+        ),
+    ] = False,
+    timeout: SnapshotTimeout = 30.0,
+) -> None:
+    """List the chats in a queue (id, state, customer, agent, workgroup, age), then exit.
+
+    Watch them all with: icwschat watch --queue QUEUE
+    """
+    import json
+    from datetime import datetime, timezone
+
+    from .listing import chat_table, listed
+    from .router import parse_queue
+    from .runtime import follow
+    from .sinks import LineSink
+
+    named = queue or f"user:{env.store.require().user}"
+    try:
+        target = parse_queue(named)
+    except ValueError as problem:
+        raise UsageError(str(problem)) from None
+    options = snapshot_options("chats", timeout, queue=target, follow_chats=False)
+    watcher = follow(env, options, LineSink(env.stdout_bytes, env.stderr), password_stdin=False)
+    rows = listed(watcher.router.queued, target.label, everything=everything)
+    if json_out:
+        for row in rows:
+            env.echo(json.dumps(row.to_json()))
+    elif rows:
+        for line in chat_table(rows, datetime.now(timezone.utc)):
+            env.echo(line)
+    else:
+        env.say(f"no {'interactions' if everything else 'chats'} in queue {target.label}")
+
+
+def snapshot_options(command_name: str, timeout: float, **chosen: Any) -> "WatchOptions":
+    """A watch that ends once it has its snapshots: for transcript and chats."""
+    from .watch import WatchOptions
+
+    return WatchOptions(
+        transport="poll",
+        interval=0.2,
+        snapshot_only=True,
+        snapshot_timeout=timeout,
+        give_up_after=timeout,
+        deadline_option="--timeout",
+        renewal_hint="set ICWS_PASSWORD or save the password with login --save-password, "
+        f"so {command_name} can log in again by itself",
+        **chosen,
+    )
 
 
 @command

@@ -267,16 +267,7 @@ def _probe(session: Session) -> str:
 
 def table(states: list[ProfileState]) -> list[str]:
     """The listing as aligned lines, ``*`` marking the current profile."""
-    from .textsafe import inert
+    from .listing import aligned
 
-    header = ("NAME", "SERVER", "USER", "SESSION")
-    rows = [
-        tuple(inert(value or "-", multiline=False) for value in (s.name, s.server, s.user, s.session))
-        for s in states
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    marks = ["  ", *("* " if s.current else "  " for s in states)]
-    return [
-        (mark + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))).rstrip()
-        for mark, row in zip(marks, [header, *rows], strict=True)
-    ]
+    rows = [(s.name, s.server, s.user, s.session) for s in states]
+    return aligned(("NAME", "SERVER", "USER", "SESSION"), rows, ["* " if s.current else "  " for s in states])

@@ -60,6 +60,8 @@ class WatchOptions:
     interaction_ids: tuple[str, ...] = ()
     queue: Queue | None = None
     """``watch --queue``: every chat of this queue, as long as the watch runs."""
+    follow_chats: bool = True
+    """False: only the queue's contents (``icwschat chats``), no chat subscriptions."""
     transport: str = "auto"
     interval: float = 1.0
     keep_subscription: bool = False
@@ -582,7 +584,7 @@ class Watcher:
         self.options = options
         self.sink = sink
         self.warn = warn
-        self.router = Router(options.interaction_ids, queue=options.queue)
+        self.router = Router(options.interaction_ids, queue=options.queue, follow_chats=options.follow_chats)
         self.pipeline = Pipeline(self.router, sink)
         self.queue: queue.Queue[_Item] = queue.Queue()
         self.feed = Feed(http_factory, session, options, self.queue, relogin, on_session)
