@@ -196,28 +196,29 @@ class Router:
         outcome = Outcome(problems=list(problems))
         run: list[ChatUpdate] = []
         target: Chat | None = None
-        ended_before = {iid for iid, chat in self.chats.items() if chat.cache.ended}
+        ended: set[str] = set()  # by their own messages; an end a queue tells of comes with no other events
         for update in updates:
             if update[0] == "queue":
-                self._flush(target, run, at, outcome)
+                self._flush(target, run, at, outcome, ended)
                 self._apply_queue(update, at, outcome)
                 continue
             if update[0] == "faulted":
-                self._flush(target, run, at, outcome)
+                self._flush(target, run, at, outcome, ended)
                 self._fault(update[1])
                 continue
             chat = self._chat_for(update[1])
             if chat is None:
                 continue
             if chat is not target:
-                self._flush(target, run, at, outcome)
+                self._flush(target, run, at, outcome, ended)
                 target = chat
             run.append(update)
             if update[0] == "morphed":
-                self._flush(target, run, at, outcome)
+                self._flush(target, run, at, outcome, ended)
                 self._rekey(update[1], update[2])
-        self._flush(target, run, at, outcome)
-        _end_last(outcome.events, {iid for iid, c in self.chats.items() if c.cache.ended} - ended_before)
+        self._flush(target, run, at, outcome, ended)
+        if ended:
+            _end_last(outcome.events, ended)
         return outcome
 
     def _chat_for(self, iid: str) -> Chat | None:
@@ -226,14 +227,19 @@ class Router:
             chat = self._follow(iid)
         return chat
 
-    def _flush(self, chat: Chat | None, run: list[ChatUpdate], at: datetime, outcome: Outcome) -> None:
+    def _flush(
+        self, chat: Chat | None, run: list[ChatUpdate], at: datetime, outcome: Outcome, ended: set[str]
+    ) -> None:
         if chat is None or not run:
             return
+        was_ended = chat.cache.ended
         if not chat.announced:
             chat.announced = True
             outcome.events.append(self._added(chat, at))
         applied = chat.cache.apply_updates(run, at)
         run.clear()
+        if chat.cache.ended and not was_ended:
+            ended.add(chat.interaction_id)
         if applied.events:
             chat.last_activity = at
         outcome.events.extend(applied.events)

@@ -250,6 +250,8 @@ class Subscriber(threading.Thread):
                 self._subscribe(connection, new[0])
         except SessionGone as lost:
             with self.work:
+                if connection is not self.connection:
+                    return True  # the old session's; the feed has logged in again since
                 self.lost = lost
             self.feed.session_lost(lost)
         except ServerUnavailable as error:
