@@ -57,6 +57,8 @@ class Sizes:
     idle_seconds: float = 60.0
     memory_messages: int = 200_002
     """Half of them text: the transcript ends with 100,000 lines."""
+    scale_chats: tuple[int, ...] = (500, 2_000)
+    scale_seconds: float = 60.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -71,6 +73,8 @@ class Sizes:
             startup_runs=2,
             idle_seconds=2.0,
             memory_messages=2_002,
+            scale_chats=(20,),
+            scale_seconds=3.0,
         )
 
 

@@ -45,6 +45,7 @@ CLEANUP_BUDGET = 5.0
 """Seconds the clean-up on exit may take in all, whatever the server does; what it could not remove by then
 is named on stderr and left."""
 CLEANUP_TIMEOUT = (3.0, 5.0)
+CLEANUP_WORKERS = 8
 IDLE_TICK = 0.25
 """How often the caller's thread wakes when nothing arrives, to notice a resized terminal."""
 SESSION_HELD = 60.0
@@ -697,8 +698,9 @@ class Watcher:
 
     def _remove(self, ids: list[str], queue_made: bool, deadline: float) -> list[tuple[str, str, str]]:
         """DELETE the queue subscription, then the chat subscriptions and interaction watches of ``ids``, in
-        a thread of their own, given until ``deadline`` in all (a server trickling its reply defeats any
-        per-read timeout); what was not removed, with why."""
+        threads of their own (up to :data:`CLEANUP_WORKERS`, so a queue's hundreds of chats fit the budget),
+        given until ``deadline`` in all (a server trickling its reply defeats any per-read timeout); what
+        was not removed, with why."""
         session = self.feed.session
         queue = self.options.queue
         wanted: list[tuple[str, str]] = []
@@ -709,7 +711,7 @@ class Watcher:
         done: list[tuple[str, str]] = []
         failed: dict[tuple[str, str], str] = {}
 
-        def remove_all() -> None:
+        def remove_all(share: list[tuple[str, str]]) -> None:
             http = self.http_factory()
             connection = Connection(http, session)
             removals: dict[str, Callable[..., object]] = {
@@ -721,7 +723,7 @@ class Watcher:
                     queue.subscription_id, label, timeout=timeout
                 )
             try:
-                for kind, name in wanted:
+                for kind, name in share:
                     try:
                         removals[kind](name, timeout=CLEANUP_TIMEOUT)
                     except SessionGone:
@@ -734,9 +736,17 @@ class Watcher:
             finally:
                 http.close()
 
-        worker = threading.Thread(target=remove_all, name="icwschat-cleanup", daemon=True)
-        worker.start()
-        worker.join(max(0.0, deadline - time.monotonic()))
+        count = min(CLEANUP_WORKERS, len(wanted))
+        workers = [
+            threading.Thread(
+                target=remove_all, args=(wanted[n::count],), name="icwschat-cleanup", daemon=True
+            )
+            for n in range(count)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
         removed = set(done)
         no_answer = f"no answer within {CLEANUP_BUDGET:g} s"
         return [
