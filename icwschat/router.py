@@ -138,6 +138,7 @@ class Router:
         self._queue_seen = False
         self._resubscribe: set[str] = set()
         self._resubscribe_queue = False
+        self._wanted: frozenset[str] | None = None
         for iid in ids:
             self._follow(iid)
 
@@ -162,8 +163,11 @@ class Router:
         )
 
     def wanted(self) -> frozenset[str]:
-        """The chats that should hold a chat subscription now: followed and not ended."""
-        return frozenset(iid for iid, chat in self.chats.items() if not chat.cache.ended)
+        """The chats that should hold a chat subscription now: followed and not ended. The same object
+        until that changes, so a caller can tell a change by identity, at no cost per message."""
+        if self._wanted is None:
+            self._wanted = frozenset(iid for iid, chat in self.chats.items() if not chat.cache.ended)
+        return self._wanted
 
     def take_resubscribes(self) -> tuple[set[str], bool]:
         """The chats whose subscription must be made again (it faulted), and whether the queue's must."""
@@ -186,6 +190,7 @@ class Router:
         chat = self.chats.get(iid)
         if chat is not None and not chat.announced:
             del self.chats[iid]
+            self._wanted = None
         self._refused.add(iid)
 
     # ---- messages in, events out ---------------------------------------------------------------------
@@ -240,6 +245,7 @@ class Router:
         run.clear()
         if chat.cache.ended and not was_ended:
             ended.add(chat.interaction_id)
+            self._wanted = None
         if applied.events:
             chat.last_activity = at
         outcome.events.extend(applied.events)
@@ -251,6 +257,7 @@ class Router:
     def _rekey(self, old: str, new: str) -> None:
         """A morph: the chat now has another id, under which its subscription is made again."""
         chat = self.chats.pop(old, None)
+        self._wanted = None
         if chat is not None:
             chat.cache.needs_subscribe = False  # the new id is wanted instead, which subscribes it
             self.chats[new] = chat
@@ -279,6 +286,7 @@ class Router:
         chat.queue = queue
         chat.attributes = dict(attributes or {})
         self.chats[iid] = chat
+        self._wanted = None
         return chat
 
     def _label(self, iid: str) -> str:
@@ -362,6 +370,7 @@ class Router:
     def _apply_state(self, chat: Chat, attributes: Attributes, at: datetime, outcome: Outcome) -> None:
         state = attributes.get("Eic_State")
         if state in DISCONNECTED_STATES:
+            self._wanted = None
             outcome.events.extend(
                 chat.cache.apply_updates([("state", chat.interaction_id, state)], at).events
             )
@@ -372,6 +381,7 @@ class Router:
         chat = self.chats.pop(iid, None)
         if chat is None:
             return
+        self._wanted = None
         if chat.announced:
             outcome.events.append(Event(ev.CHAT_REMOVED, iid, at, queue=chat.queue))
         self._departed[iid] = chat

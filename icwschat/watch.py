@@ -593,6 +593,8 @@ class Watcher:
         self.feed = Feed(http_factory, session, options, self.queue, relogin, on_session)
         self._members_at: float | None = None
         self._warned_limit = False
+        self._wanted = self.router.wanted()
+        """What the subscriber was last told to hold (it starts with the ids followed)."""
 
     def info(self) -> WatchInfo:
         session = self.feed.session
@@ -651,7 +653,10 @@ class Watcher:
                 "chats beyond its limit are not followed"
             )
         again, queue_again = self.router.take_resubscribes()
-        self.feed.subscriber.want(self.router.wanted(), again, queue_again)
+        wanted = self.router.wanted()
+        if wanted is not self._wanted or again or queue_again:
+            self._wanted = wanted
+            self.feed.subscriber.want(wanted, again, queue_again)
 
     def _complete(self) -> bool:
         """The chats ended; or, for ``transcript``, their snapshots are in (members snapshots alone once
