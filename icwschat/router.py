@@ -282,7 +282,10 @@ class Router:
         if chat is None:
             chat = Chat(ChatCache(iid), self._label(iid))
         else:
-            chat.cache.expect_resync()  # back in the queue: its new snapshot continues what was shown
+            # Back in the queue: a new subscription's snapshot continues what was shown. Made anew even if
+            # the old one was never removed (it left and came back between two requests), for its snapshot.
+            chat.cache.expect_resync()
+            self._resubscribe.add(iid)
         chat.queue = queue
         chat.attributes = dict(attributes or {})
         self.chats[iid] = chat

@@ -232,6 +232,8 @@ def test_a_chat_that_leaves_and_comes_back_is_not_shown_twice() -> None:
     assert texts(apply(router, contents_msg(line("jane", "while away", iid="1001"), iid="1001"))) == []
     back = apply(router, queue_msg(added=[queued("1001")]))
     assert kinds(back) == ["chat_added"]
+    # Subscribed again for a snapshot, even if the old subscription was never removed in between.
+    assert router.take_resubscribes() == ({"1001"}, False)
     assert texts(apply(router, *snapshot("1001", "one", "two", "three"))) == ["three"]
 
 
