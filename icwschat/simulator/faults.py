@@ -237,6 +237,11 @@ class Faults:
     subscribe_delay: float = field(default=0.0, metadata=_knob(_seconds))
     """A chat subscription PUT waits this long before it registers the subscription and answers, so a DELETE
     sent meanwhile finds nothing to remove, as on a slow server."""
+    queue_result_limit: int | None = field(default=None, metadata=_knob(_optional_count))
+    """When set, every queue subscription shows at most this many interactions (less if it asks for less),
+    with ``queueResultLimitExceeded: true`` when the queue holds more."""
+    omit_object_type: bool = field(default=False, metadata=_knob(read_flag))
+    """Queue messages leave out ``Eic_ObjectType``: a client must find out some other way what is a chat."""
     injected: collections.Counter[str] = field(default_factory=collections.Counter)
     """Faults injected so far, by knob name (camelCase): one per delayed reply, failed poll, stream closed
     early, corrupted event, dropped session, ..."""

@@ -23,10 +23,12 @@ from .faults import (
     ICWSFault,
     KnobError,
     error_body,
+    invalid_property,
     missing_property,
     status_fault,
 )
 from .messages import connection_down
+from .queues import QUEUE_TYPES, QueueId
 from .state import SimSession, Simulator
 
 MEDIA_TYPE = "application/vnd.inin.icws+json"
@@ -64,6 +66,56 @@ def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(json.dumps(body), status=status, headers=headers, content_type=MEDIA_TYPE)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_queue_ids(value: Any) -> list[QueueId]:
+    """``queueIds``: required, at least one ``{"queueType": 0-3, "queueName": "..."}``."""
+    if value is None or value == []:
+        raise missing_property("queueIds")
+    if not isinstance(value, list):
+        raise invalid_property("queueIds", "The property queueIds must be a list of queue ids.")
+    queue_ids: list[QueueId] = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise invalid_property("queueIds", "Every queue id must be an object.")
+        queue_type, name = item.get("queueType"), item.get("queueName")
+        if not _is_int(queue_type) or queue_type not in QUEUE_TYPES:
+            kinds = ", ".join(f"{number} ({kind})" for number, kind in QUEUE_TYPES.items())
+            raise invalid_property("queueIds", f"The queueType must be one of {kinds}.")
+        if not name:
+            raise missing_property("queueName")
+        if not isinstance(name, str):
+            raise invalid_property("queueIds", "The queueName must be a string.")
+        queue_ids.append(QueueId(queue_type, name))
+    return queue_ids
+
+
+def read_attribute_names(value: Any) -> list[str]:
+    """``attributeNames``: required, at least one name."""
+    if value is None or value == []:
+        raise missing_property("attributeNames")
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise invalid_property("attributeNames", "The property attributeNames must be a list of strings.")
+    return value
+
+
+def read_result_limit(value: Any) -> int | None:
+    """``queueResultLimit`` (optional): ``{"limitCount": n, "resultOrder"?: ...}``; the order is not kept."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid_property("queueResultLimit", "The property queueResultLimit must be an object.")
+    count = value.get("limitCount")
+    if count is None:
+        raise missing_property("limitCount")
+    if not _is_int(count) or count < 0:
+        raise invalid_property("limitCount", "The limitCount must be a whole number >= 0.")
+    limit: int = count
+    return limit
+
+
 class Routes:
     """The WSGI application of one :class:`Simulator`; accepts any path prefix before ``/icws`` (a reverse
     proxy's)."""
@@ -85,6 +137,11 @@ class Routes:
                 "/icws/<sid>/messaging/subscriptions/interactions/<iid>",
                 methods=["PUT", "DELETE"],
                 endpoint="interaction_watch",
+            ),
+            Rule(
+                "/icws/<sid>/messaging/subscriptions/queues/<subscription_id>",
+                methods=["PUT", "DELETE"],
+                endpoint="queue_subscription",
             ),
             Rule("/_sim/faults", methods=["POST"], endpoint="sim_faults"),
             Rule("/_sim/state", methods=["GET"], endpoint="sim_state"),
@@ -329,6 +386,23 @@ class Routes:
             raise missing_property("attributeNames")
         self.sim.watch_interaction(session, iid, names)
         return Response(status=204)
+
+    def on_queue_subscription(self, request: Request, sid: str, subscription_id: str) -> Response:
+        session = self.session(request, sid)
+        if request.method == "DELETE":
+            self.sim.unsubscribe_queue(session, subscription_id)
+            return Response(status=204)
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            raise missing_property("queueIds", "The request body must be a queue subscription object.")
+        self.sim.subscribe_queue(
+            session,
+            subscription_id,
+            read_queue_ids(body.get("queueIds")),
+            read_attribute_names(body.get("attributeNames")),
+            read_result_limit(body.get("queueResultLimit")),
+        )
+        return Response(status=200)
 
     # ---- simulator controls ---------------------------------------------------------------------------
 

@@ -32,13 +32,19 @@ from .faults import (
     ICWSFault,
     KnobError,
     error_body,
+    invalid_property,
     not_found,
     read_knobs,
 )
-from .scenarios import Scenario, ScriptMember, Step
+from .queues import RESTRICTED, SUPPORT, SYSTEM, USER, WORKGROUP, Queue, QueueId, QueueSubscription
+from .scenarios import END_STATES, Scenario, ScriptMember, Step, chat_scenario
 
 log = logging.getLogger("icwschat.simulator")
 
+FIRST_MADE_UP_ID = 3000001
+"""The ids of interactions the simulator makes up count from here; scenario files use smaller ones."""
+RETAIN_SECONDS = 60.0
+"""How long a made-up interaction that has left its queues can still be subscribed to, before it is gone."""
 CALL_STATE_STRINGS = {"C": "Connected", "E": "Disconnected", "I": "Disconnected"}
 """``Eic_CallStateString`` for an ``Eic_State``; the wording of other states is not known, so it is empty."""
 
@@ -56,6 +62,7 @@ class SimSession:
     faulted: set[str] = field(default_factory=set)
     """Chat subscriptions the server faulted: they deliver nothing until subscribed again."""
     watches: dict[str, list[str]] = field(default_factory=dict)
+    queue_subscriptions: dict[str, QueueSubscription] = field(default_factory=dict)
     down: dict[str, Any] | None = None
     """The connectionStateChangeMessage that ended this session, until the server forgets it."""
 
@@ -76,6 +83,8 @@ class Interaction:
     started_at: float | None = None
     """When its script's clock started; None: not yet."""
     next_step: int = 0
+    linger: float | None = None
+    """Script seconds it stays in its queues once ended, before it goes for good; None: it stays."""
 
     @property
     def state(self) -> str:
@@ -134,11 +143,24 @@ class Simulator:
         self.most_polls_in_flight = 0
         """The most short polls ever answered at once: more than 1 means a client let its polls overlap."""
         self._next_session = 29113001
+        self._next_interaction = itertools.count(FIRST_MADE_UP_ID)
         self.interactions: dict[str, Interaction] = {}
         """The interactions by their current id (a morph moves one); ``scenarios`` keeps the files' ids."""
+        self.queues: dict[QueueId, Queue] = {}
+        for user in self.users:
+            self._open_queue(QueueId(SYSTEM, user), frozenset({user}))
+            self._open_queue(QueueId(USER, user), frozenset({user}))
+        self._open_queue(SUPPORT, None)
+        self._open_queue(RESTRICTED, frozenset())
+        owner = next(iter(self.users))
         now = self.clock()
         for scenario in scenarios.values():
-            self._add(scenario, self._initial_attributes(scenario, now))
+            started = now - max((line.ago for line in scenario.history), default=0.0)
+            interaction = self._add(scenario, state="C", started=started)
+            # What the user may not see is on a queue they may not see either.
+            mine = (QueueId(USER, owner), QueueId(SYSTEM, owner))
+            for queue_id in mine if scenario.rights else (RESTRICTED,):
+                self._enter(interaction, queue_id)
         self._ticker = threading.Thread(target=self._tick_forever, name="sim-script", daemon=True)
         self._ticker.start()
 
@@ -147,23 +169,32 @@ class Simulator:
         """The chat interactions by their current id."""
         return {iid: i for iid, i in self.interactions.items() if i.scenario.is_chat}
 
-    def _initial_attributes(self, scenario: Scenario, now: float) -> dict[str, str]:
-        started = msg.wire_time(now - max((line.ago for line in scenario.history), default=0.0))
-        return {
-            "Eic_ObjectType": scenario.kind.capitalize(),
-            "Eic_State": "C",
-            "Eic_RemoteName": remote_name(scenario),
-            "Eic_UserName": "",
-            "Eic_WorkgroupName": "",
-            "Eic_InitiationTime": started,
-            "Eic_ConnectTime": started,
-        }
+    def _open_queue(self, queue_id: QueueId, viewers: frozenset[str] | None) -> None:
+        self.queues.setdefault(queue_id, Queue(queue_id, viewers))
 
-    def _add(self, scenario: Scenario, attributes: dict[str, str]) -> Interaction:
+    def _add(
+        self,
+        scenario: Scenario,
+        *,
+        state: str,
+        started: float,
+        agent: str = "",
+        workgroup: str = "",
+        linger: float | None = None,
+    ) -> Interaction:
         iid = scenario.interaction_id
-        attributes = {**attributes, "Eic_InteractionId": iid}
-        attributes["Eic_CallStateString"] = CALL_STATE_STRINGS.get(attributes["Eic_State"], "")
-        interaction = Interaction(scenario=scenario, interaction_id=iid, attributes=attributes)
+        attributes = {
+            "Eic_InteractionId": iid,
+            "Eic_ObjectType": scenario.kind.capitalize(),
+            "Eic_State": state,
+            "Eic_CallStateString": CALL_STATE_STRINGS.get(state, ""),
+            "Eic_RemoteName": remote_name(scenario),
+            "Eic_UserName": agent,
+            "Eic_WorkgroupName": workgroup,
+            "Eic_InitiationTime": msg.wire_time(started),
+            "Eic_ConnectTime": msg.wire_time(started) if state == "C" else "",
+        }
+        interaction = Interaction(scenario=scenario, interaction_id=iid, attributes=attributes, linger=linger)
         now = self.clock()
         for member in scenario.members:
             if member.present:
@@ -397,6 +428,59 @@ class Simulator:
         with self.changed:
             return [s.session_id for s in self.sessions.values() if interaction_id in s.chats]
 
+    def subscribe_queue(
+        self,
+        session: SimSession,
+        subscription_id: str,
+        queue_ids: list[QueueId],
+        attribute_names: list[str],
+        limit: int | None = None,
+    ) -> None:
+        """A queue subscription (a new one, or one that replaces the session's of that id): a snapshot of the
+        interactions in the queues now, then deltas as they enter, change and leave. 400 for a queue that
+        does not exist or that the session's user may not see (no 403 is listed for queue subscriptions)."""
+        with self.changed:
+            for queue_id in queue_ids:
+                queue = self.queues.get(queue_id)
+                if queue is None:
+                    raise invalid_property("queueIds", f"There is no queue {queue_id}.")
+                if not queue.visible_to(session.user):
+                    raise invalid_property(
+                        "queueIds", f"You do not have rights to the queue {queue_id}.", ACCESS_DENIED
+                    )
+            imposed = self.faults.queue_result_limit
+            if imposed is not None:
+                self.inject("queueResultLimit")
+                limit = imposed if limit is None else min(limit, imposed)
+            subscription = QueueSubscription(
+                subscription_id, tuple(dict.fromkeys(queue_ids)), frozenset(attribute_names), limit
+            )
+            session.queue_subscriptions[subscription_id] = subscription
+            everyone = self._in_queues(subscription)
+            shown = subscription.fill(everyone)
+            snapshot = msg.queue_contents(
+                subscription_id,
+                delta=False,
+                added=[self._queue_entry(subscription, iid) for iid in shown],
+                limit_exceeded=None if limit is None else len(everyone) > len(shown),
+            )
+            self._send_queue(session, snapshot)
+
+    def unsubscribe_queue(self, session: SimSession, subscription_id: str) -> None:
+        with self.changed:
+            if session.queue_subscriptions.pop(subscription_id, None) is None:
+                raise not_found(f"There is no queue subscription {subscription_id}.")
+
+    def queue_subscribers(self, queue_id: QueueId) -> list[str]:
+        """The sessions with a queue subscription that includes this queue."""
+        with self.changed:
+            return [session.session_id for session, _ in self._subscriptions_to(queue_id)]
+
+    def queue_contents(self, queue_id: QueueId) -> list[str]:
+        """The ids of the interactions in the queue, in the order they entered."""
+        with self.changed:
+            return list(self.queues[queue_id].interactions)
+
     # ---- faults and inspection (the knobs tests turn) -------------------------------------------------
 
     def inject(self, knob: str, times: int = 1) -> None:
@@ -435,6 +519,9 @@ class Simulator:
                 raise KnobError(f"no interaction {old_iid}")
             if new_iid in self.interactions:
                 raise KnobError(f"interaction {new_iid} exists already")
+            queues = [q for q in self.queues.values() if old_iid in q.interactions]
+            for queue in queues:
+                self._leave(old_iid, queue.queue_id)
             interaction = self.interactions.pop(old_iid)
             self.interactions[new_iid] = interaction
             interaction.interaction_id = new_iid
@@ -451,6 +538,8 @@ class Simulator:
                 session.chats.discard(old_iid)
                 session.faulted.discard(old_iid)
                 session.watches.pop(old_iid, None)
+            for queue in queues:
+                self._enter(interaction, queue.queue_id)
             self.inject("morph")
             self.changed.notify_all()
 
@@ -478,6 +567,7 @@ class Simulator:
                         "faulted": sorted(s.faulted),
                         "queued": len(s.queue),
                         "down": s.down is not None,
+                        "queueSubscriptions": sorted(s.queue_subscriptions),
                     }
                     for sid, s in self.sessions.items()
                 },
@@ -485,6 +575,7 @@ class Simulator:
                     iid: {"state": c.state, "lines": len(c.transcript), "members": len(c.members)}
                     for iid, c in self.chats.items()
                 },
+                "queues": {str(q.queue_id): list(q.interactions) for q in self.queues.values()},
                 "polls": {"answered": self.polls, "mostAtOnce": self.most_polls_in_flight},
                 "faults": dict(self.faults.injected),
             }
@@ -496,6 +587,93 @@ class Simulator:
         with self.changed:
             chat = self.interactions[interaction_id]
             self._play(chat, Step(0.0, "say", member=member_id, text=text))
+
+    def typing(self, interaction_id: str, member_id: str, on: bool) -> None:
+        """A member starts (``on``) or stops typing, now."""
+        with self.changed:
+            self._play(self.interactions[interaction_id], Step(0.0, "typing", member=member_id, on=on))
+
+    # ---- queues now (for tests, the Support cycle and the load generator) -----------------------------
+
+    def new_interaction_id(self) -> str:
+        """An interaction id never used here before: digits, like the scenario files' ids."""
+        with self.changed:
+            while (iid := str(next(self._next_interaction))) in self.interactions:
+                pass
+            return iid
+
+    def admit(
+        self,
+        scenario: Scenario,
+        queue_id: QueueId,
+        *,
+        state: str = "O",
+        agent: str = "",
+        linger: float | None = None,
+    ) -> str:
+        """A new interaction enters ``queue_id`` now, its script (if any) starting now; its id.
+
+        ``state`` and ``agent`` are its first ``Eic_State`` and ``Eic_UserName``; ``linger`` (script seconds)
+        makes it leave its queues that long after it ends, and be gone :data:`RETAIN_SECONDS` later."""
+        with self.changed:
+            if scenario.interaction_id in self.interactions:
+                raise ValueError(f"interaction {scenario.interaction_id} exists already")
+            workgroup = queue_id.name if queue_id.queue_type == WORKGROUP else ""
+            interaction = self._add(
+                scenario, state=state, started=self.clock(), agent=agent, workgroup=workgroup, linger=linger
+            )
+            self._enter(interaction, queue_id)
+            if scenario.script:
+                self._start(interaction)
+            return interaction.interaction_id
+
+    def add_interaction(
+        self, queue_id: QueueId, *, kind: str = "chat", remote_name: str = "Casey", state: str = "O"
+    ) -> str:
+        """A new interaction, with no script, enters the queue now; its id. A chat's member ids (for
+        :meth:`say`, :meth:`typing`) are ``system``, ``customer`` and ``agent`` (agent.two, who joins on
+        :meth:`pick_up`); ``kind`` other than ``chat`` makes an interaction that is not a chat."""
+        scenario = chat_scenario(self.new_interaction_id(), remote_name, kind=kind)
+        return self.admit(scenario, queue_id, state=state)
+
+    def enqueue(self, interaction_id: str, queue_id: QueueId) -> None:
+        """An existing interaction enters a queue now (again, perhaps)."""
+        with self.changed:
+            self._enter(self.interactions[interaction_id], queue_id)
+
+    def dequeue(self, interaction_id: str, queue_id: QueueId) -> None:
+        """The interaction leaves the queue now; it still exists."""
+        with self.changed:
+            self._leave(interaction_id, queue_id)
+
+    def set_attributes(self, interaction_id: str, attributes: dict[str, str]) -> None:
+        """Change attributes now: queue subscriptions and interaction watches hear of those they asked for."""
+        with self.changed:
+            self._change(self.interactions[interaction_id], dict(attributes))
+
+    def pick_up(self, interaction_id: str, member_id: str = "agent") -> None:
+        """An agent takes the chat now: joins (the IC System says so, when it is a member), ``Eic_UserName``
+        is theirs, ``Eic_State`` C."""
+        with self.changed:
+            chat = self.interactions[interaction_id]
+            self._play(chat, Step(0.0, "pickup", member=member_id))
+            self._system_says(chat, f"{chat.member(member_id).display_name} has joined the conversation.")
+
+    def end_chat(self, interaction_id: str, state: str = "E") -> None:
+        """End the chat now as a script would: the external members leave (the IC System says so, when it
+        is a member), then ``Eic_State`` becomes ``state`` (E: the customer ended it, I: the agent did)."""
+        if state not in END_STATES:
+            raise ValueError(f"an ended interaction's state is one of {', '.join(END_STATES)}")
+        with self.changed:
+            chat = self.interactions[interaction_id]
+            for member in [m for m in chat.members.values() if m.chat_member_type == 4]:
+                self._play(chat, Step(0.0, "leave", member=member.id))
+                self._system_says(chat, f"{member.display_name} has left the conversation.")
+            self._play(chat, Step(0.0, "end", state=state))
+
+    def _system_says(self, chat: Interaction, text: str) -> None:
+        if any(member.id == "system" for member in chat.scenario.members):
+            self._play(chat, Step(0.0, "say", member="system", text=text))
 
     # ---- the ticker -----------------------------------------------------------------------------------
 
@@ -567,8 +745,16 @@ class Simulator:
             chat.members.pop(step.member, None)
             chat.typing.discard(step.member)
             self._fan_out(iid, msg.members_message(iid, chat.typing, removed=[member]))
+        elif step.op == "pickup":
+            member = chat.scenario.member(step.member)
+            chat.members[member.id] = member
+            self._fan_out(iid, msg.members_message(iid, chat.typing, added=[member]))
+            connected = msg.wire_time(self.clock())
+            self._change(
+                chat, {"Eic_UserName": member.user_id, "Eic_State": "C", "Eic_ConnectTime": connected}
+            )
         elif step.op == "end":
-            self._change(chat, {"Eic_State": "E"})
+            self._change(chat, {"Eic_State": step.state})
 
     def _line(
         self, chat: Interaction, member_id: str, text: str, when: float, message_type: int
@@ -607,4 +793,102 @@ class Simulator:
                 wanted = {k: v for k, v in changed.items() if k in session.watches[iid]}
                 if wanted:
                     session.queue.append(msg.interaction_changed(iid, wanted, delta=True))
+            for subscription in session.queue_subscriptions.values():
+                picked = subscription.pick(changed)
+                if iid in subscription.shown and picked:
+                    entry = msg.queue_entry(iid, picked)
+                    self._send_queue(
+                        session, msg.queue_contents(subscription.subscription_id, delta=True, changed=[entry])
+                    )
+        if changed.get("Eic_State") in END_STATES and interaction.linger is not None:
+            self.at(
+                self.clock() + interaction.linger / self.speed, functools.partial(self._retire, interaction)
+            )
+        self.changed.notify_all()
+
+    def _enter(self, interaction: Interaction, queue_id: QueueId) -> None:
+        """The interaction enters a queue: subscriptions to it with room left are told."""
+        iid = interaction.interaction_id
+        queue = self.queues[queue_id]
+        if iid in queue.interactions:
+            return
+        queue.interactions[iid] = None
+        for session, subscription in self._subscriptions_to(queue_id):
+            if subscription.fill([iid]):
+                entry = self._queue_entry(subscription, iid)
+                self._send_queue(
+                    session, msg.queue_contents(subscription.subscription_id, delta=True, added=[entry])
+                )
+
+    def _leave(self, iid: str, queue_id: QueueId) -> None:
+        """The interaction leaves a queue: subscriptions that showed it, and have it in no other of their
+        queues, are told; one with a limit shows the next interaction in its place."""
+        queue = self.queues[queue_id]
+        if iid not in queue.interactions:
+            return
+        del queue.interactions[iid]
+        for session, subscription in self._subscriptions_to(queue_id):
+            if iid not in subscription.shown or iid in self._in_queues(subscription):
+                continue
+            del subscription.shown[iid]
+            moved_up = (
+                subscription.fill(self._in_queues(subscription)) if subscription.limit is not None else []
+            )
+            message = msg.queue_contents(
+                subscription.subscription_id,
+                delta=True,
+                added=[self._queue_entry(subscription, other) for other in moved_up],
+                removed=[iid],
+            )
+            self._send_queue(session, message)
+
+    def _retire(self, interaction: Interaction) -> None:
+        """A made-up interaction that has ended leaves its queues, and is gone a while later."""
+        if not self._exists(interaction):
+            return
+        for queue_id in list(self.queues):
+            self._leave(interaction.interaction_id, queue_id)
+        self.at(self.clock() + RETAIN_SECONDS, functools.partial(self._vanish, interaction))
+
+    def _vanish(self, interaction: Interaction) -> None:
+        """The interaction is deallocated: whoever still follows it is told; from now on its id is unknown."""
+        if not self._exists(interaction):
+            return
+        iid = interaction.interaction_id
+        for queue_id in self.queues:
+            self._leave(iid, queue_id)
+        for session in self.sessions.values():
+            if iid in session.chats or iid in session.watches or iid in session.faulted:
+                session.queue.append(msg.interaction_deallocated(iid))
+            session.chats.discard(iid)
+            session.faulted.discard(iid)
+            session.watches.pop(iid, None)
+        del self.interactions[iid]
+        self.changed.notify_all()
+
+    def _exists(self, interaction: Interaction) -> bool:
+        return self.interactions.get(interaction.interaction_id) is interaction
+
+    def _subscriptions_to(self, queue_id: QueueId) -> Iterator[tuple[SimSession, QueueSubscription]]:
+        for session in self.sessions.values():
+            for subscription in session.queue_subscriptions.values():
+                if queue_id in subscription.queue_ids:
+                    yield session, subscription
+
+    def _in_queues(self, subscription: QueueSubscription) -> list[str]:
+        """The interactions in any of the subscription's queues, each once, in queue order."""
+        return list(dict.fromkeys(iid for q in subscription.queue_ids for iid in self.queues[q].interactions))
+
+    def _queue_entry(self, subscription: QueueSubscription, iid: str) -> dict[str, Any]:
+        return msg.queue_entry(iid, subscription.pick(self.interactions[iid].attributes))
+
+    def _send_queue(self, session: SimSession, message: dict[str, Any]) -> None:
+        if self.faults.omit_object_type:
+            entries = [*message.get("interactionsAdded", ()), *message.get("interactionsChanged", ())]
+            omitted = [
+                entry for entry in entries if entry["attributes"].pop("Eic_ObjectType", None) is not None
+            ]
+            if omitted:
+                self.inject("omitObjectType")
+        session.queue.append(message)
         self.changed.notify_all()

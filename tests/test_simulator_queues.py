@@ -1,0 +1,317 @@
+"""The simulator's queues speak icws-protocol.md 6a: queue subscriptions, snapshots, deltas, limits, rights;
+the Support workgroup's life; the load generator."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import PASSWORD, USER
+from test_simulator import Icws, connect, injected, set_faults
+
+from icwschat.simulator import QueueId, Simulator, SimulatorServer, load_scenarios
+
+QUEUE_TYPE = "urn:inin.com:queues:queueContentsMessage"
+NAMES = ["Eic_ObjectType", "Eic_State", "Eic_RemoteName", "Eic_UserName", "Eic_WorkgroupName"]
+MINE = {"queueType": 1, "queueName": USER}
+SUPPORT = {"queueType": 2, "queueName": "Support"}
+SUPPORT_ID = QueueId(2, "Support")
+
+
+@pytest.fixture
+def quiet() -> Iterator[SimulatorServer]:
+    """No Support cycle and scripts that do not advance: every queue message is one the test caused."""
+    server = SimulatorServer(Simulator(load_scenarios(), speed=1e-6)).start()
+    yield server
+    server.stop()
+
+
+def subscribe(
+    icws: Icws, *queues: dict[str, Any], sub: str = "q1", names: list[str] = NAMES, **extra: Any
+) -> int:
+    body = {"queueIds": list(queues), "attributeNames": names, **extra}
+    status: int = icws.call("PUT", f"messaging/subscriptions/queues/{sub}", json=body).status_code
+    return status
+
+
+def queue_messages(icws: Icws) -> list[dict[str, Any]]:
+    return [m for m in icws.poll() if m["__type"] == QUEUE_TYPE]
+
+
+def added(message: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {entry["interactionId"]: entry["attributes"] for entry in message.get("interactionsAdded", [])}
+
+
+def test_the_snapshot_holds_the_bundled_interactions_with_the_attributes_asked_for(
+    quiet: SimulatorServer,
+) -> None:
+    icws = connect(quiet)
+    assert subscribe(icws, MINE, names=["Eic_ObjectType", "Eic_State", "Eic_NoSuchThing"]) == 200
+    (snapshot,) = queue_messages(icws)
+    assert snapshot["isDelta"] is False and snapshot["subscriptionId"] == "q1"
+    assert "queueResultLimitExceeded" not in snapshot
+    assert added(snapshot) == {
+        "1001": {"Eic_ObjectType": "Chat", "Eic_State": "C"},
+        "1002": {"Eic_ObjectType": "Chat", "Eic_State": "C"},
+        "1003": {"Eic_ObjectType": "Call", "Eic_State": "C"},
+    }
+
+
+def test_the_system_queue_of_the_user_holds_the_same(quiet: SimulatorServer) -> None:
+    icws = connect(quiet)
+    subscribe(icws, {"queueType": 0, "queueName": USER}, MINE)
+    (snapshot,) = queue_messages(icws)
+    assert list(added(snapshot)) == ["1001", "1002", "1003"]
+
+
+def test_attributes_read_as_a_real_queue_reports_them(quiet: SimulatorServer) -> None:
+    icws = connect(quiet)
+    subscribe(icws, MINE, names=[*NAMES, "Eic_InitiationTime", "Eic_ConnectTime", "Eic_InteractionId"])
+    attributes = added(queue_messages(icws)[0])["1001"]
+    assert attributes["Eic_RemoteName"] == "Jane"
+    assert (attributes["Eic_UserName"], attributes["Eic_WorkgroupName"]) == ("", "")
+    assert attributes["Eic_InteractionId"] == "1001"
+    assert re.fullmatch(r"\d{8}T\d{6}Z", attributes["Eic_InitiationTime"])
+    assert re.fullmatch(r"\d{8}T\d{6}Z", attributes["Eic_ConnectTime"])
+
+
+def test_deltas_follow_interactions_entering_changing_and_leaving(quiet: SimulatorServer) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    subscribe(icws, SUPPORT, names=["Eic_State", "Eic_UserName", "Eic_RemoteName"])
+    (snapshot,) = queue_messages(icws)
+    assert added(snapshot) == {}
+    iid = sim.add_interaction(SUPPORT_ID, remote_name="Casey")
+    assert iid.isdigit() and iid not in sim.scenarios
+    (entered,) = queue_messages(icws)
+    assert entered["isDelta"] is True
+    assert added(entered) == {iid: {"Eic_State": "O", "Eic_UserName": "", "Eic_RemoteName": "Casey"}}
+    sim.pick_up(iid)
+    (changed,) = queue_messages(icws)
+    assert changed["interactionsChanged"] == [
+        {"interactionId": iid, "attributes": {"Eic_State": "C", "Eic_UserName": "agent.two"}}
+    ]
+    sim.set_attributes(iid, {"Eic_RemoteName": "Casey Jones", "Eic_Unknown": "x"})
+    (renamed,) = queue_messages(icws)
+    assert renamed["interactionsChanged"] == [
+        {"interactionId": iid, "attributes": {"Eic_RemoteName": "Casey Jones"}}
+    ]
+    sim.dequeue(iid, SUPPORT_ID)
+    (left,) = queue_messages(icws)
+    assert left["interactionsRemoved"] == [iid] and "interactionsAdded" not in left
+    sim.enqueue(iid, SUPPORT_ID)
+    (back,) = queue_messages(icws)
+    assert list(added(back)) == [iid]
+
+
+def test_a_change_nobody_asked_for_sends_nothing(quiet: SimulatorServer) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    iid = sim.add_interaction(SUPPORT_ID)
+    subscribe(icws, SUPPORT, names=["Eic_RemoteName"])
+    queue_messages(icws)
+    sim.pick_up(iid)
+    assert queue_messages(icws) == []
+
+
+def test_a_chat_in_a_queue_is_a_chat_to_subscribe_to(quiet: SimulatorServer) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    iid = sim.add_interaction(SUPPORT_ID, remote_name="Casey")
+    assert icws.put(f"messaging/subscriptions/interactions/{iid}/chat").status_code == 200
+    members, contents = icws.poll()
+    assert {m["displayName"] for m in members["membersAdded"]} == {"IC System", "Casey"}
+    assert [line["text"] for line in contents["messagesAdded"]] == ["Casey has joined the conversation."]
+    sim.pick_up(iid)
+    sim.say(iid, "agent", "Hello Casey")
+    sim.end_chat(iid, "I")
+    texts = [line["text"] for m in icws.poll() for line in m.get("messagesAdded", [])]
+    assert texts == [
+        "Agent Two has joined the conversation.",
+        "Hello Casey",
+        "Casey has left the conversation.",
+    ]
+    call = sim.add_interaction(SUPPORT_ID, kind="call")
+    assert icws.put(f"messaging/subscriptions/interactions/{call}/chat").status_code == 400
+
+
+def test_an_interaction_in_two_subscribed_queues_comes_once_and_goes_when_it_left_both(
+    quiet: SimulatorServer,
+) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    subscribe(icws, MINE, SUPPORT)
+    assert list(added(queue_messages(icws)[0])) == ["1001", "1002", "1003"]
+    sim.enqueue("1001", SUPPORT_ID)
+    assert queue_messages(icws) == []
+    sim.dequeue("1001", QueueId(1, USER))
+    assert queue_messages(icws) == []
+    sim.dequeue("1001", SUPPORT_ID)
+    assert queue_messages(icws)[0]["interactionsRemoved"] == ["1001"]
+
+
+def test_a_put_with_the_same_id_replaces_the_subscription(quiet: SimulatorServer) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    subscribe(icws, SUPPORT)
+    queue_messages(icws)
+    assert subscribe(icws, MINE, names=["Eic_State"]) == 200
+    (snapshot,) = queue_messages(icws)
+    assert snapshot["isDelta"] is False and list(added(snapshot)) == ["1001", "1002", "1003"]
+    sim.add_interaction(SUPPORT_ID)
+    assert queue_messages(icws) == []
+    assert sim.queue_subscribers(SUPPORT_ID) == []
+    assert sim.queue_subscribers(QueueId(1, USER)) == [icws.sid]
+
+
+def test_delete_ends_the_subscription(quiet: SimulatorServer) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    subscribe(icws, SUPPORT)
+    queue_messages(icws)
+    assert icws.delete("messaging/subscriptions/queues/q1").status_code == 204
+    sim.add_interaction(SUPPORT_ID)
+    assert queue_messages(icws) == []
+    again = icws.delete("messaging/subscriptions/queues/q1")
+    assert again.status_code == 404 and again.json()["message"]
+
+
+def test_the_end_of_a_session_ends_its_queue_subscriptions(quiet: SimulatorServer) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    subscribe(icws, SUPPORT)
+    assert sim.queue_subscribers(SUPPORT_ID) == [icws.sid]
+    icws.call("DELETE", "connection")
+    assert sim.queue_subscribers(SUPPORT_ID) == []
+
+
+@pytest.mark.parametrize(
+    ("queue", "error_id"),
+    [
+        ({"queueType": 2, "queueName": "NoSuchGroup"}, "error.request.invalidRepresentation.invalidProperty"),
+        ({"queueType": 3, "queueName": "7001"}, "error.request.invalidRepresentation.invalidProperty"),
+        ({"queueType": 1, "queueName": "nobody"}, "error.request.invalidRepresentation.invalidProperty"),
+        ({"queueType": 2, "queueName": "Billing"}, "error.request.accessDenied"),
+    ],
+)
+def test_a_queue_that_is_unknown_or_not_the_users_is_400(
+    quiet: SimulatorServer, queue: dict[str, Any], error_id: str
+) -> None:
+    icws = connect(quiet)
+    reply = icws.call(
+        "PUT", "messaging/subscriptions/queues/q1", json={"queueIds": [MINE, queue], "attributeNames": NAMES}
+    )
+    assert reply.status_code == 400
+    assert reply.json()["errorId"] == error_id and reply.json()["message"]
+    assert quiet.simulator.queue_subscribers(QueueId(1, USER)) == []
+
+
+def test_another_users_queue_is_not_yours() -> None:
+    sim = Simulator(load_scenarios(), users={USER: PASSWORD, "sue.supervisor": "pw"})
+    server = SimulatorServer(sim).start()
+    try:
+        theirs = {"queueType": 1, "queueName": "sue.supervisor"}
+        assert subscribe(connect(server), theirs) == 400
+        sue = connect(server, "sue.supervisor", "pw")
+        assert subscribe(sue, theirs) == 200
+        assert added(queue_messages(sue)[0]) == {}
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "error_type", "name"),
+    [
+        ({"attributeNames": NAMES}, "missingPropertyError", "queueIds"),
+        ({"queueIds": [], "attributeNames": NAMES}, "missingPropertyError", "queueIds"),
+        ({"queueIds": [MINE]}, "missingPropertyError", "attributeNames"),
+        ({"queueIds": [MINE], "attributeNames": []}, "missingPropertyError", "attributeNames"),
+        ({"queueIds": [MINE], "attributeNames": "Eic_State"}, "invalidPropertyError", "attributeNames"),
+        (
+            {"queueIds": [{"queueType": 9, "queueName": "x"}], "attributeNames": NAMES},
+            "invalidPropertyError",
+            "queueIds",
+        ),
+        (
+            {"queueIds": [{"queueType": "2", "queueName": "x"}], "attributeNames": NAMES},
+            "invalidPropertyError",
+            "queueIds",
+        ),
+        ({"queueIds": [{"queueType": 2}], "attributeNames": NAMES}, "missingPropertyError", "queueName"),
+        ({"queueIds": MINE, "attributeNames": NAMES}, "invalidPropertyError", "queueIds"),
+        (
+            {"queueIds": [MINE], "attributeNames": NAMES, "queueResultLimit": {"limitCount": "5"}},
+            "invalidPropertyError",
+            "limitCount",
+        ),
+        (
+            {"queueIds": [MINE], "attributeNames": NAMES, "queueResultLimit": {}},
+            "missingPropertyError",
+            "limitCount",
+        ),
+        ([MINE], "missingPropertyError", "queueIds"),
+    ],
+)
+def test_a_bad_body_is_400_naming_the_property(
+    quiet: SimulatorServer, body: Any, error_type: str, name: str
+) -> None:
+    icws = connect(quiet)
+    reply = icws.call("PUT", "messaging/subscriptions/queues/q1", json=body)
+    assert reply.status_code == 400
+    error = reply.json()
+    assert error["__type"] == f"urn:inin.com:common:{error_type}"
+    assert (error["propertyName"], bool(error["message"])) == (name, True)
+    assert quiet.simulator.queue_subscribers(QueueId(1, USER)) == []
+
+
+def test_a_result_limit_caps_the_snapshot_and_says_so(quiet: SimulatorServer) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    subscribe(icws, MINE, queueResultLimit={"limitCount": 2})
+    (snapshot,) = queue_messages(icws)
+    assert list(added(snapshot)) == ["1001", "1002"]
+    assert snapshot["queueResultLimitExceeded"] is True
+    sim.dequeue("1001", QueueId(1, USER))
+    sim.dequeue("1001", QueueId(0, USER))
+    (moved_up,) = queue_messages(icws)
+    assert moved_up["interactionsRemoved"] == ["1001"] and list(added(moved_up)) == ["1003"]
+    subscribe(icws, MINE, sub="q2", queueResultLimit={"limitCount": 5})
+    (roomy,) = queue_messages(icws)
+    assert roomy["queueResultLimitExceeded"] is False and len(added(roomy)) == 2
+
+
+def test_the_result_limit_knob_caps_every_subscription(quiet: SimulatorServer) -> None:
+    icws = connect(quiet)
+    assert set_faults(quiet, queueResultLimit=1).status_code == 200
+    subscribe(icws, MINE)
+    subscribe(icws, MINE, sub="q2", queueResultLimit={"limitCount": 2})
+    snapshots = queue_messages(icws)
+    assert [len(added(s)) for s in snapshots] == [1, 1]
+    assert all(s["queueResultLimitExceeded"] is True for s in snapshots)
+    assert injected(quiet) == {"queueResultLimit": 2}
+
+
+def test_the_object_type_knob_leaves_it_out_of_queue_messages(quiet: SimulatorServer) -> None:
+    sim = quiet.simulator
+    icws = connect(quiet)
+    assert set_faults(quiet, omitObjectType=True).status_code == 200
+    subscribe(icws, SUPPORT, names=["Eic_ObjectType", "Eic_State"])
+    sim.add_interaction(SUPPORT_ID, kind="call", state="C")
+    snapshot, entered = queue_messages(icws)
+    assert [list(a.values()) for a in added(entered).values()] == [["C"]]
+    assert added(snapshot) == {}
+    assert injected(quiet) == {"omitObjectType": 1}
+    set_faults(quiet, omitObjectType=False)
+    subscribe(icws, MINE, sub="q2", names=["Eic_ObjectType"])
+    assert added(queue_messages(icws)[0])["1003"] == {"Eic_ObjectType": "Call"}
+
+
+def test_queue_messages_come_by_event_stream_too(quiet: SimulatorServer) -> None:
+    import json
+
+    icws = connect(quiet)
+    subscribe(icws, MINE)
+    events = [json.loads(e) for e in icws.stream_events(most=1)]
+    assert events[0]["__type"] == QUEUE_TYPE and len(events[0]["interactionsAdded"]) == 3
