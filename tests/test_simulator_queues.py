@@ -4,11 +4,12 @@ the Support workgroup's life; the load generator."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, USER
+from conftest import PASSWORD, USER, start_sim
 from test_simulator import Icws, connect, injected, set_faults
 
 from icwschat.simulator import QueueId, Simulator, SimulatorServer, load_scenarios
@@ -23,7 +24,7 @@ SUPPORT_ID = QueueId(2, "Support")
 @pytest.fixture
 def quiet() -> Iterator[SimulatorServer]:
     """No Support cycle and scripts that do not advance: every queue message is one the test caused."""
-    server = SimulatorServer(Simulator(load_scenarios(), speed=1e-6)).start()
+    server = SimulatorServer(Simulator(load_scenarios(), speed=1e-6, support_every=None)).start()
     yield server
     server.stop()
 
@@ -209,7 +210,7 @@ def test_a_queue_that_is_unknown_or_not_the_users_is_400(
 
 
 def test_another_users_queue_is_not_yours() -> None:
-    sim = Simulator(load_scenarios(), users={USER: PASSWORD, "sue.supervisor": "pw"})
+    sim = Simulator(load_scenarios(), users={USER: PASSWORD, "sue.supervisor": "pw"}, support_every=None)
     server = SimulatorServer(sim).start()
     try:
         theirs = {"queueType": 1, "queueName": "sue.supervisor"}
@@ -315,3 +316,96 @@ def test_queue_messages_come_by_event_stream_too(quiet: SimulatorServer) -> None
     subscribe(icws, MINE)
     events = [json.loads(e) for e in icws.stream_events(most=1)]
     assert events[0]["__type"] == QUEUE_TYPE and len(events[0]["interactionsAdded"]) == 3
+
+
+# ---- the Support workgroup -----------------------------------------------------------------------------
+
+
+def entries(messages: list[dict[str, Any]], iid: str) -> list[dict[str, str]]:
+    """The attributes the queue messages gave for one interaction, added or changed, in order."""
+    return [
+        entry["attributes"]
+        for m in messages
+        for entry in m.get("interactionsAdded", []) + m.get("interactionsChanged", [])
+        if entry["interactionId"] == iid
+    ]
+
+
+def test_support_chats_arrive_are_picked_up_talk_end_and_leave() -> None:
+    server = start_sim(speed=20.0)
+    try:
+        icws = connect(server)
+        subscribe(icws, SUPPORT)
+        snapshot, *deltas = queue_messages(icws)
+        call = next(iid for iid, a in added(snapshot).items() if a["Eic_ObjectType"] == "Call")
+        assert added(snapshot)[call] == {
+            "Eic_ObjectType": "Call",
+            "Eic_State": "C",
+            "Eic_RemoteName": "Morgan",
+            "Eic_UserName": "agent.three",
+            "Eic_WorkgroupName": "Support",
+        }
+        assert icws.put(f"messaging/subscriptions/interactions/{call}/chat").status_code == 400
+        followed: str | None = None
+        everything: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while followed is None or followed not in [
+            i for m in deltas for i in m.get("interactionsRemoved", [])
+        ]:
+            assert time.monotonic() < deadline, deltas
+            batch = icws.poll()
+            everything += batch
+            deltas += [m for m in batch if m["__type"] == QUEUE_TYPE]
+            if followed is None:
+                arrived = [iid for m in deltas for iid in added(m)]
+                if arrived:
+                    followed = arrived[0]
+                    assert (
+                        icws.put(f"messaging/subscriptions/interactions/{followed}/chat").status_code == 200
+                    )
+            time.sleep(0.05)
+        states = [a["Eic_State"] for a in entries(deltas, followed) if "Eic_State" in a]
+        assert states[0] == "O" and states[1] == "C" and states[-1] in ("E", "I"), states
+        assert entries(deltas, followed)[0]["Eic_WorkgroupName"] == "Support"
+        picked = next(a for a in entries(deltas, followed) if a.get("Eic_State") == "C")
+        assert picked["Eic_UserName"] in ("agent.two", "agent.three")
+        lines = [
+            line["text"]
+            for m in everything
+            if m.get("interactionId") == followed
+            for line in m.get("messagesAdded", [])
+        ]
+        assert lines[0].endswith("has joined the conversation.") and lines[-1].endswith(
+            "has left the conversation."
+        )
+        assert len(lines) >= 6
+        arrived = [iid for m in deltas for iid in added(m)]
+        assert len(set(arrived)) == len(arrived) and all(iid.isdigit() for iid in arrived)
+    finally:
+        server.stop()
+
+
+def test_a_made_up_chat_that_ended_leaves_its_queue_then_is_gone(
+    quiet: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icwschat.simulator import state
+    from icwschat.simulator.scenarios import chat_scenario
+
+    monkeypatch.setattr(state, "RETAIN_SECONDS", 0.2)
+    sim = quiet.simulator
+    iid = sim.admit(chat_scenario(sim.new_interaction_id(), "Kim"), SUPPORT_ID, linger=0.0)
+    icws = connect(quiet)
+    icws.put(f"messaging/subscriptions/interactions/{iid}/chat")
+    subscribe(icws, SUPPORT)
+    icws.poll()
+    sim.end_chat(iid)
+    deadline = time.monotonic() + 10
+    seen: list[dict[str, Any]] = []
+    while not any(m["__type"].endswith("interactionDeallocatedMessage") for m in seen):
+        assert time.monotonic() < deadline, seen
+        seen += icws.poll()
+        time.sleep(0.05)
+    removed = [i for m in seen for i in m.get("interactionsRemoved", [])]
+    assert removed == [iid] and sim.queue_contents(SUPPORT_ID) == []
+    assert sim.subscribers(iid) == []
+    assert icws.put(f"messaging/subscriptions/interactions/{iid}/chat").status_code == 404

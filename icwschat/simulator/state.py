@@ -38,6 +38,7 @@ from .faults import (
 )
 from .queues import RESTRICTED, SUPPORT, SYSTEM, USER, WORKGROUP, Queue, QueueId, QueueSubscription
 from .scenarios import END_STATES, Scenario, ScriptMember, Step, chat_scenario
+from .support import SUPPORT_EVERY, SupportCycle
 
 log = logging.getLogger("icwschat.simulator")
 
@@ -120,7 +121,10 @@ class Simulator:
         messaging_version: int = 2,
         alternate_hosts: list[str] | None = None,
         clock: Callable[[], float] = time.time,
+        support_every: float | None = SUPPORT_EVERY,
     ) -> None:
+        """``support_every``: script seconds between chats arriving in the Support workgroup (None: no
+        Support cycle; the workgroup is there, empty, for tests to fill)."""
         self.scenarios = scenarios
         self.users = users or {"agent.one": "icws-sim"}
         self.speed = speed
@@ -161,6 +165,8 @@ class Simulator:
             mine = (QueueId(USER, owner), QueueId(SYSTEM, owner))
             for queue_id in mine if scenario.rights else (RESTRICTED,):
                 self._enter(interaction, queue_id)
+        if support_every is not None:
+            SupportCycle(self, support_every).start()
         self._ticker = threading.Thread(target=self._tick_forever, name="sim-script", daemon=True)
         self._ticker.start()
 
