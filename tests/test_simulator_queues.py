@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from conftest import PASSWORD, USER, start_sim
@@ -409,3 +410,95 @@ def test_a_made_up_chat_that_ended_leaves_its_queue_then_is_gone(
     assert removed == [iid] and sim.queue_contents(SUPPORT_ID) == []
     assert sim.subscribers(iid) == []
     assert icws.put(f"messaging/subscriptions/interactions/{iid}/chat").status_code == 404
+
+
+# ---- the load generator --------------------------------------------------------------------------------
+
+LOAD = {"queueType": 2, "queueName": "Load"}
+STAMP = re.compile(r"^(customer|agent) line #(\d+) of (\d+) @(\d+\.\d{6})$")
+
+
+def live(snapshot: dict[str, Any]) -> list[str]:
+    return [iid for iid, a in added(snapshot).items() if a["Eic_State"] not in ("E", "I")]
+
+
+def test_the_load_generator_keeps_n_chats_live_as_they_end_and_arrive() -> None:
+    server = SimulatorServer(Simulator(load_scenarios(), speed=50.0, support_every=None)).start()
+    try:
+        load = server.simulator.start_load(6, line_every=1.0, lines=(2, 3), seed=7)
+        icws = connect(server)
+        subscribe(icws, LOAD, sub="first")
+        assert len(live(queue_messages(icws)[0])) == 6
+        deadline = time.monotonic() + 30
+        while load.arrived < 20:
+            assert time.monotonic() < deadline, load.arrived
+            assert len(load.live_chats()) == 6
+            time.sleep(0.05)
+        messages = queue_messages(icws)
+        assert any(m.get("interactionsRemoved") for m in messages)
+        subscribe(icws, LOAD, sub="later")
+        snapshot = next(m for m in queue_messages(icws) if m["subscriptionId"] == "later")
+        assert snapshot["isDelta"] is False and len(live(snapshot)) == 6
+    finally:
+        server.stop()
+
+
+def test_every_load_line_says_when_it_was_queued() -> None:
+    server = SimulatorServer(Simulator(load_scenarios(), speed=20.0, support_every=None)).start()
+    try:
+        before = time.time()
+        load = server.simulator.start_load(3, line_every=1.0, lines=(6, 6), seed=1)
+        icws = connect(server)
+        chat = load.live_chats()[0]
+        assert icws.put(f"messaging/subscriptions/interactions/{chat}/chat").status_code == 200
+        lines: list[str] = []
+        typing: list[bool] = []
+        deadline = time.monotonic() + 30
+        while len([t for t in lines if STAMP.match(t)]) < 6:
+            assert time.monotonic() < deadline, lines
+            for message in icws.poll():
+                lines += [line["text"] for line in message.get("messagesAdded", [])]
+                typing += [m["isTyping"] for m in message.get("membersChanged", [])]
+            time.sleep(0.05)
+        stamped = [STAMP.match(text) for text in lines if STAMP.match(text)]
+        assert [(m[1], int(m[2]), m[3]) for m in stamped if m] == [
+            (("customer", "agent")[n % 2], n + 1, chat) for n in range(6)
+        ]
+        stamps = [float(m[4]) for m in stamped if m]
+        assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= time.time()
+        assert typing.count(True) == 3 and typing.count(False) == 3
+    finally:
+        server.stop()
+
+
+def test_the_load_generator_adds_no_thread_per_chat() -> None:
+    import threading
+
+    sim = Simulator(load_scenarios(), support_every=None)
+    try:
+        before = threading.active_count()
+        sim.start_load(300)
+        assert threading.active_count() == before
+        assert len(sim.queue_contents(QueueId(2, "Load"))) == 300
+    finally:
+        sim.close()
+
+
+def test_simulate_load_serves_a_load_queue() -> None:
+    import signal
+
+    from conftest import spawn
+
+    proc = spawn("simulate", "--port", "0", "--load", "4")
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1]
+        header = [proc.stdout.readline() for _ in range(7)]
+        assert any("workgroup Load" in line and "4" in line for line in header), header
+        icws = connect(cast(SimulatorServer, SimpleNamespace(url=url)))
+        subscribe(icws, LOAD)
+        assert len(live(queue_messages(icws)[0])) == 4
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=10)
+    assert "Traceback" not in err

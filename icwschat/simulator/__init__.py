@@ -4,9 +4,10 @@ It follows the protocol reference, not the client: nothing here imports from the
 """
 
 from .faults import Faults
+from .load import LoadGenerator
 from .queues import QueueId
 from .scenarios import Scenario, load_scenarios
 from .server import SimulatorServer
 from .state import Simulator
 
-__all__ = ["Faults", "QueueId", "Scenario", "Simulator", "SimulatorServer", "load_scenarios"]
+__all__ = ["Faults", "LoadGenerator", "QueueId", "Scenario", "Simulator", "SimulatorServer", "load_scenarios"]

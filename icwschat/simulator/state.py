@@ -36,7 +36,8 @@ from .faults import (
     not_found,
     read_knobs,
 )
-from .queues import RESTRICTED, SUPPORT, SYSTEM, USER, WORKGROUP, Queue, QueueId, QueueSubscription
+from .load import LINE_EVERY, LINES, LoadGenerator
+from .queues import LOAD, RESTRICTED, SUPPORT, SYSTEM, USER, WORKGROUP, Queue, QueueId, QueueSubscription
 from .scenarios import END_STATES, Scenario, ScriptMember, Step, chat_scenario
 from .support import SUPPORT_EVERY, SupportCycle
 
@@ -680,6 +681,23 @@ class Simulator:
     def _system_says(self, chat: Interaction, text: str) -> None:
         if any(member.id == "system" for member in chat.scenario.members):
             self._play(chat, Step(0.0, "say", member="system", text=text))
+
+    def start_load(
+        self,
+        chats: int,
+        *,
+        line_every: float = LINE_EVERY,
+        lines: tuple[int, int] = LINES,
+        seed: int | None = None,
+    ) -> LoadGenerator:
+        """From now on keep ``chats`` synthetic chats live in workgroup Load, each saying a line every
+        ``line_every`` script seconds on average and ending after ``lines`` (fewest, most) lines, when a new
+        one takes its place. Every line ends in `` @<time.time()>`` of its queueing (see :mod:`.load`)."""
+        with self.changed:
+            self._open_queue(LOAD, None)
+            generator = LoadGenerator(self, chats, line_every=line_every, lines=lines, seed=seed)
+            generator.start()
+        return generator
 
     # ---- the ticker -----------------------------------------------------------------------------------
 
