@@ -502,3 +502,28 @@ def test_simulate_load_serves_a_load_queue() -> None:
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=10)
     assert "Traceback" not in err
+
+
+def test_a_morph_moves_the_interaction_in_its_queues(quiet: SimulatorServer) -> None:
+    icws = connect(quiet)
+    subscribe(icws, MINE, names=["Eic_State"])
+    queue_messages(icws)
+    assert set_faults(quiet, morph={"from": "1002", "to": "2001002"}).status_code == 200
+    gone, back = queue_messages(icws)
+    assert gone["interactionsRemoved"] == ["1002"] and added(back) == {"2001002": {"Eic_State": "C"}}
+    assert quiet.simulator.queue_contents(QueueId(1, USER)) == ["1001", "1003", "2001002"]
+
+
+def test_a_load_chat_morphed_away_is_replaced() -> None:
+    server = SimulatorServer(Simulator(load_scenarios(), speed=50.0, support_every=None)).start()
+    try:
+        load = server.simulator.start_load(3, line_every=1.0, lines=(50, 50), seed=3)
+        first = load.live_chats()[0]
+        server.simulator.morph(first, "2999999")
+        deadline = time.monotonic() + 30
+        while first in load.live_chats():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert len(load.live_chats()) == 3 and load.arrived == 4
+    finally:
+        server.stop()

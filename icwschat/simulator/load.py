@@ -135,7 +135,12 @@ class LoadGenerator:
 
     def _after(self, script_seconds: float, chat: _Chat, step: Callable[[_Chat], None]) -> None:
         def run() -> None:
-            if not self.stopped:
-                step(chat)
+            if self.stopped:
+                return
+            if chat.iid not in self.sim.interactions:  # a test morphed it away: another takes its place
+                del self.live[chat.iid]
+                self._arrive()
+                return
+            step(chat)
 
         self.sim.at(self.sim.clock() + script_seconds / self.sim.speed, run)
