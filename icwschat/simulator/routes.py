@@ -388,6 +388,7 @@ class Routes:
         return Response(status=204)
 
     def on_queue_subscription(self, request: Request, sid: str, subscription_id: str) -> Response:
+        # 200 for PUT and 204 for DELETE are what one consumer expects (icws-protocol.md 6a; inferred).
         session = self.session(request, sid)
         if request.method == "DELETE":
             self.sim.unsubscribe_queue(session, subscription_id)

@@ -190,6 +190,8 @@ class Simulator:
         linger: float | None = None,
     ) -> Interaction:
         iid = scenario.interaction_id
+        # An attribute with no value yet (no agent, not connected) is an empty string, not left out: what a
+        # real server sends then is UNCONFIRMED, and a client must cope with "" either way.
         attributes = {
             "Eic_InteractionId": iid,
             "Eic_ObjectType": scenario.kind.capitalize(),
@@ -445,7 +447,8 @@ class Simulator:
     ) -> None:
         """A queue subscription (a new one, or one that replaces the session's of that id): a snapshot of the
         interactions in the queues now, then deltas as they enter, change and leave. 400 for a queue that
-        does not exist or that the session's user may not see (no 403 is listed for queue subscriptions)."""
+        does not exist or that the session's user may not see: UNCONFIRMED, but the official library lists
+        no 403 or 404 for queue subscriptions (icws-protocol.md 6a), so a client must take a 400 as either."""
         with self.changed:
             for queue_id in queue_ids:
                 queue = self.queues.get(queue_id)
