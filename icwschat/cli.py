@@ -786,11 +786,19 @@ def simulate(
             help="ICWS messaging feature version: 2 offers server-sent events.",
         ),
     ] = 2,
+    load: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Keep N synthetic chats going in workgroup Load (about 100 ICWS messages a second per 500).",
+        ),
+    ] = 0,
 ) -> None:
     """Run the bundled ICWS simulator on loopback until Ctrl-C."""
     from .runtime import start_simulator, wait_for_interrupt
 
-    server = start_simulator(host, port, speed, scenarios, messaging_version)
+    server = start_simulator(host, port, speed, scenarios, messaging_version, load=load)
     try:
         sim = server.simulator
         user, password = next(iter(sim.users.items()))
@@ -798,6 +806,8 @@ def simulate(
         env.echo(f"  user: {user}   password: {password}")
         for iid, scenario in sim.scenarios.items():
             env.echo(f"  interaction {iid}: {scenario.title}")
+        if load:
+            env.echo(f"  workgroup Load: {load} synthetic chats at once (the load generator)")
         env.echo(f"Log in with:  ICWS_PASSWORD={password} icwschat login --server {server.url} --user {user}")
         env.echo("Press Ctrl-C to stop.")
         wait_for_interrupt()

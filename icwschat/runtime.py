@@ -335,13 +335,15 @@ def handled_signals() -> Iterator[None]:
 
 
 def start_simulator(
-    host: str, port: int, speed: float, scenarios: Path | None, messaging_version: int
+    host: str, port: int, speed: float, scenarios: Path | None, messaging_version: int, *, load: int = 0
 ) -> SimulatorServer:
     from .simulator import Simulator, SimulatorServer, load_scenarios
     from .simulator.scenarios import ScenarioError
 
     try:
         sim = Simulator(load_scenarios(scenarios), speed=speed, messaging_version=messaging_version)
+        if load:
+            sim.start_load(load)
         return SimulatorServer(sim, host=host, port=port).start()
     except ScenarioError as exc:
         raise UsageError(f"cannot load scenarios: {exc}") from exc

@@ -215,6 +215,8 @@ KNOB_VALUES: dict[str, Any] = {
     "withholdSnapshots": True,
     "withholdContents": True,
     "subscribeDelay": 0.25,
+    "queueResultLimit": 10,
+    "omitObjectType": True,
 }
 
 

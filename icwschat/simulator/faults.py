@@ -18,6 +18,8 @@ from typing import Any
 WWW_AUTHENTICATE = 'ICWS realm="ICWS" location="/ICWS/connection"'
 DROP_REASON = "The session was ended by the server."
 POLL_FAILURES = ("500", "503", "429", "truncated", "truncated-dequeued", "down")
+INVALID_PROPERTY = "error.request.invalidRepresentation.invalidProperty"
+ACCESS_DENIED = "error.request.accessDenied"
 
 
 class ICWSFault(Exception):
@@ -41,6 +43,35 @@ def error_body(message: str, error_id: str | None = None, error_code: int | None
     if error_code is not None:
         body["errorCode"] = error_code
     return body
+
+
+def missing_property(name: str, message: str | None = None) -> ICWSFault:
+    """400 ``missingPropertyError`` (icws-protocol.md 7): a required body property is absent or empty."""
+    return ICWSFault(
+        400,
+        {
+            "__type": "urn:inin.com:common:missingPropertyError",
+            "propertyName": name,
+            "message": message or f"The property {name} is required.",
+        },
+    )
+
+
+def invalid_property(name: str, message: str, error_id: str = INVALID_PROPERTY) -> ICWSFault:
+    """400 ``invalidPropertyError`` (icws-protocol.md 7): a body property the server cannot use."""
+    return ICWSFault(
+        400,
+        {
+            "__type": "urn:inin.com:common:invalidPropertyError",
+            "propertyName": name,
+            "errorId": error_id,
+            "message": message,
+        },
+    )
+
+
+def not_found(message: str) -> ICWSFault:
+    return ICWSFault(404, error_body(message, "error.request.notFound"))
 
 
 # Bodies a real server is documented to send with these statuses (icws-protocol.md 3, 7); any other status
@@ -206,6 +237,11 @@ class Faults:
     subscribe_delay: float = field(default=0.0, metadata=_knob(_seconds))
     """A chat subscription PUT waits this long before it registers the subscription and answers, so a DELETE
     sent meanwhile finds nothing to remove, as on a slow server."""
+    queue_result_limit: int | None = field(default=None, metadata=_knob(_optional_count))
+    """When set, every queue subscription shows at most this many interactions (less if it asks for less),
+    with ``queueResultLimitExceeded: true`` when the queue holds more."""
+    omit_object_type: bool = field(default=False, metadata=_knob(read_flag))
+    """Queue messages leave out ``Eic_ObjectType``: a client must find out some other way what is a chat."""
     injected: collections.Counter[str] = field(default_factory=collections.Counter)
     """Faults injected so far, by knob name (camelCase): one per delayed reply, failed poll, stream closed
     early, corrupted event, dropped session, ..."""
@@ -229,3 +265,46 @@ def read_fault(key: str, value: Any) -> tuple[str, Any]:
         return knob.name, knob.metadata["read"](value)
     except KnobError as exc:
         raise KnobError(f"{key}: {exc}") from None
+
+
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""A :class:`Simulator` method to call once, by name, with its arguments."""
+
+
+def _if_on(method: str) -> Callable[[Any], Call | None]:
+    return lambda value: (method, (), {}) if read_flag(value) else None
+
+
+ACTIONS: dict[str, Callable[[Any], Call | None]] = {
+    "expireSessions": _if_on("expire_sessions"),
+    "faultSubscriptions": _if_on("fault_subscriptions"),
+    "deallocate": lambda value: ("deallocate", (read_id(value),), {}),
+    "dropSessions": lambda value: ("drop_sessions", (), read_drop(value)),
+    "morph": lambda value: ("morph", read_morph(value), {}),
+}
+"""``POST /_sim/faults`` keys that act once rather than set a :class:`Faults` field: each reads its value
+into the call to make (None: nothing to do)."""
+KNOBS = frozenset(FAULT_KNOBS) | frozenset(ACTIONS)
+"""Every ``POST /_sim/faults`` key; also the keys of :attr:`Faults.injected`."""
+
+
+def read_knobs(body: Any) -> tuple[list[tuple[str, Any]], list[Call]]:
+    """A whole ``POST /_sim/faults`` body, read before any of it takes effect, so that one bad key changes
+    nothing: the :class:`Faults` fields to set and the calls to make. KnobError names the bad key."""
+    if not isinstance(body, dict):
+        raise KnobError("expected a JSON object of knobs")
+    fields: list[tuple[str, Any]] = []
+    calls: list[Call] = []
+    for key, value in body.items():
+        if key in FAULT_KNOBS:
+            fields.append(read_fault(key, value))
+        elif key in ACTIONS:
+            try:
+                call = ACTIONS[key](value)
+            except KnobError as exc:
+                raise KnobError(f"{key}: {exc}") from None
+            if call is not None:
+                calls.append(call)
+        else:
+            raise KnobError(f"unknown knob {key!r}; knobs: {', '.join(sorted(KNOBS))}")
+    return fields, calls

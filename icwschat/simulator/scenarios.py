@@ -9,7 +9,9 @@ from typing import Any
 
 BUNDLED = Path(__file__).with_name("scenarios")
 MEMBER_TYPES = {"none": 0, "system": 1, "current_user": 2, "internal": 3, "external": 4}
-OPS = {"say", "typing", "join", "leave", "rename", "end"}
+OPS = {"say", "typing", "join", "leave", "rename", "pickup", "end"}
+END_STATES = ("E", "I")
+"""``Eic_State`` of an ended interaction: disconnected remotely (the customer) or locally (the agent)."""
 
 
 class ScenarioError(ValueError):
@@ -42,6 +44,8 @@ class Step:
     on: bool = False
     display_name: str = ""
     message_type: int = 0
+    state: str = "E"
+    """For ``end``: the ``Eic_State`` it ends in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,9 @@ def _step(data: dict[str, Any]) -> Step:
     op = data.get("op")
     if op not in OPS:
         raise ScenarioError(f"step op {op!r} is not one of {', '.join(sorted(OPS))}")
+    state = str(data.get("state", "E"))
+    if state not in END_STATES:
+        raise ScenarioError(f"end state {state!r} is not one of {', '.join(END_STATES)}")
     return Step(
         at=float(data["at"]),
         op=op,
@@ -94,6 +101,7 @@ def _step(data: dict[str, Any]) -> Step:
         on=bool(data.get("on", False)),
         display_name=str(data.get("displayName", "")),
         message_type=1 if data.get("messageType") == "file" else 0,
+        state=state,
     )
 
 
@@ -138,3 +146,29 @@ def load_scenarios(directory: Path | None = None) -> dict[str, Scenario]:
     if not scenarios:
         raise ScenarioError(f"no scenario files (*.json) in {folder}")
     return scenarios
+
+
+def display_name(user_id: str) -> str:
+    """The name a user id stands for here: ``agent.two`` is Agent Two."""
+    return user_id.replace(".", " ").title()
+
+
+def chat_scenario(
+    iid: str, customer: str, *, agent: str = "agent.two", kind: str = "chat", script: tuple[Step, ...] = ()
+) -> Scenario:
+    """An interaction the simulator makes up: the IC System and a customer, who has just joined, and an agent
+    who is not there yet (member ids ``system``, ``customer``, ``agent``)."""
+    members = (
+        ScriptMember("system", "IC System", "IC System", MEMBER_TYPES["system"]),
+        ScriptMember("customer", f"visitor-{iid}", customer, MEMBER_TYPES["external"]),
+        ScriptMember("agent", agent, display_name(agent), MEMBER_TYPES["internal"], present=False),
+    )
+    joined = (HistoryLine("system", f"{customer} has joined the conversation.", 0.0),)
+    return Scenario(
+        interaction_id=iid,
+        title=f"{customer} ({kind})",
+        kind=kind,
+        members=members,
+        history=joined if kind == "chat" else (),
+        script=script,
+    )

@@ -17,7 +17,8 @@ from werkzeug.serving import (
     select_address_family,
 )
 
-from .app import Simulator
+from .routes import Routes
+from .state import Simulator
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -59,7 +60,7 @@ class SimulatorServer:
             self.server: BaseWSGIServer = make_server(
                 host,
                 port,
-                simulator.wsgi(),
+                Routes(simulator),
                 threaded=True,
                 request_handler=_QuietHandler,
                 fd=listener.fileno(),
