@@ -231,7 +231,11 @@ class Subscriber(threading.Thread):
             self.http.close()
 
     def _next(self) -> bool:
-        """Do one piece of work, waiting for it; False once halted."""
+        """Do one piece of work, waiting for it; False once halted.
+
+        A request to subscribe again is taken off the list as its request starts, not when it ends: one
+        made meanwhile (a chat left its queue and came back during the PUT) asks for a snapshot of its own.
+        """
         with self.work:
             while not self.halted and (self.lost is not None or not self._pending()):
                 self.started_up.set()
@@ -239,16 +243,18 @@ class Subscriber(threading.Thread):
             if self.halted:
                 return False
             connection = self.connection
-            queue_again = self.queue_again
             gone = sorted(self.made - self.wanted)
-            new = sorted((self.wanted - self.made) | (self.again & self.wanted))
+            iid = min((self.wanted - self.made) | (self.again & self.wanted), default="")
+            queue_again, self.queue_again = self.queue_again, False
+            if not queue_again and not gone:
+                self.again.discard(iid)
         try:
             if queue_again:
                 self._subscribe_queue(connection)
             elif gone:
                 self._drop(connection, gone[0])
             else:
-                self._subscribe(connection, new[0])
+                self._subscribe(connection, iid)
         except SessionGone as lost:
             with self.work:
                 if connection is not self.connection:
@@ -256,6 +262,11 @@ class Subscriber(threading.Thread):
                 self.lost = lost
             self.feed.session_lost(lost)
         except ServerUnavailable as error:
+            with self.work:  # tried again after the backoff, whether or not the server made it
+                if queue_again:
+                    self.queue_again = True
+                elif not gone:
+                    self.again.add(iid)
             delay = self.backoff.next_delay(error)
             text = f"subscribing (attempt {self.backoff.attempt}, next in {delay:.1f} s)"
             log.debug("%s after: %s %s", text, error.message, error.details())
@@ -282,8 +293,6 @@ class Subscriber(threading.Thread):
                 if refused.status is not None and not known:
                     self.queue_made = False
                 raise
-        with self.work:
-            self.queue_again = False
 
     def _subscribe(self, connection: Connection, iid: str) -> None:
         """Subscribe to the chat (and, followed by id, watch the interaction so its end is seen)."""
@@ -301,7 +310,7 @@ class Subscriber(threading.Thread):
                     raise
                 log.debug("interaction %s is skipped, not a chat: %s %s", iid, refused, refused.details())
                 self.feed.out.put(_NotAChat(iid))
-                self._settled(iid)
+                self._refused(iid)
                 return
             except ICWSError as refused:
                 if refused.status is not None and not known:
@@ -309,13 +318,10 @@ class Subscriber(threading.Thread):
                 raise
             if self.options.queue is None:
                 self._watch_interaction(connection, iid)
-        self._settled(iid)
 
-    def _settled(self, iid: str) -> None:
+    def _refused(self, iid: str) -> None:
         with self.work:
-            self.again.discard(iid)
-            if iid not in self.made:
-                self.wanted -= {iid}  # refused: not to be tried again until the router asks anew
+            self.wanted -= {iid}  # not to be tried again until the router asks anew
 
     def _drop(self, connection: Connection, iid: str) -> None:
         """Best effort: a subscription that stays is tried again by the clean-up on exit."""
