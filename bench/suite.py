@@ -73,8 +73,8 @@ class Sizes:
             startup_runs=2,
             idle_seconds=2.0,
             memory_messages=2_002,
-            scale_chats=(20,),
-            scale_seconds=3.0,
+            scale_chats=(50,),
+            scale_seconds=5.0,
         )
 
 
