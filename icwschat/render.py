@@ -232,7 +232,8 @@ def member_rows(cache: ChatCache, width: int, *, typing: bool = True, limit: int
     if not cache.members:
         row.append("none yet", style="dim")
     for member in cache.members.values():
-        entry = badge(member)
+        entry = Text()
+        entry.append_text(badge(member))  # the badge's style is its own, not the whole entry's
         entry.append(" ")
         entry.append_text(name_text(member))
         if typing and member.is_typing:

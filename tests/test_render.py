@@ -19,7 +19,7 @@ from rich.console import Console
 from icwschat.cache import ChatCache
 from icwschat.errors import ServerUnavailable, Terminated
 from icwschat.events import Event
-from icwschat.render import FrameSink, LiveSink, ViewState, header, print_transcript, tag
+from icwschat.render import FrameSink, LiveSink, ViewState, header, member_rows, print_transcript, tag
 from icwschat.router import Queue, Router
 from icwschat.sinks import Clock, ColourPlainSink, PlainSink, WatchInfo
 from icwschat.updates import parse_messages
@@ -624,3 +624,11 @@ def test_one_chat_has_no_label() -> None:
     chats = Chats()
     chats.apply(contents_msg(line("jane", "Hi"), delta=False))
     assert shown(chats)[0] == "2020-10-29 08:20:18 jane: Hi"
+
+
+def test_a_badge_colours_its_word_not_the_name_beside_it() -> None:
+    out = io.StringIO()
+    terminal = Console(file=out, width=80, force_terminal=True, color_system="standard", legacy_windows=False)
+    terminal.print(*member_rows(named("Sue").router.chats[IID].cache, 80))
+    badge_end = out.getvalue().index(" customer ") + len(" customer ")
+    assert out.getvalue()[badge_end:].startswith("\x1b[0m")  # the badge's background ends with its word
