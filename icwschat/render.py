@@ -271,7 +271,7 @@ def board(
     going = (chat for chat in chats if not chat.cache.ended)
     ended = (chat for chat in chats if chat.cache.ended)
     shown = list(itertools.islice(itertools.chain(going, ended), room))
-    table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, header_style="bold dim", width=None)
+    table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold dim")
     for column in BOARD:
         table.add_column(column, no_wrap=True, overflow="ellipsis")
     now = state.clock.now()

@@ -11,7 +11,7 @@ import signal
 import struct
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +85,7 @@ class Terminal:
         self.proc.send_signal(signal.SIGWINCH)
 
     def wait_for_row(self, row: str) -> None:
-        deadline = time.monotonic() + 30
-        while row not in self.rows and self.proc.poll() is None and time.monotonic() < deadline:
-            self._read(0.1)
+        self._until(lambda: row in self.rows)
         assert row in self.rows, self.text
 
     def _read(self, timeout: float) -> bool:
@@ -99,10 +97,15 @@ class Terminal:
         return bool(data)
 
     def wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + 30
-        while text not in self.text and self.proc.poll() is None and time.monotonic() < deadline:
-            self._read(0.1)
+        self._until(lambda: text in self.text)
         assert text in self.text, self.text
+
+    def _until(self, shown: Callable[[], bool]) -> None:
+        """Read until ``shown``, or until the program has ended and all it wrote is read, or 30 s."""
+        deadline = time.monotonic() + 30
+        while not shown() and time.monotonic() < deadline:
+            if not self._read(0.1) and self.proc.poll() is not None and not self._read(0.2):
+                return
 
     def read_for(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
