@@ -16,7 +16,6 @@ import itertools
 import os
 import re
 import sys
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +32,19 @@ from .cache import ChatCache
 from .events import CHAT_REMOVED, Event
 from .models import BadMessage, ChatLine, Member, MemberType, parse_timestamp
 from .router import Chat, Router
-from .sinks import LOCAL, ROLES, Clock, Labels, Restated, WatchInfo, chat_state, hang, plain_line, said
+from .sinks import (
+    LOCAL,
+    ROLES,
+    Clock,
+    Labels,
+    Restated,
+    WatchInfo,
+    chat_state,
+    colour_index,
+    hang,
+    plain_line,
+    said,
+)
 from .textsafe import inert
 
 try:
@@ -42,6 +53,7 @@ except ImportError:  # not POSIX (Windows): no terminal settings to change, and 
     termios = None  # type: ignore[assignment]
 
 PALETTE = ("cyan", "green", "magenta", "yellow", "blue", "bright_cyan", "bright_green", "bright_magenta")
+"""The colours of names and chat labels, in the order of the plain log's SGR codes."""
 BADGES = {
     MemberType.SYSTEM: "dim",
     MemberType.CURRENT_USER: "bold white on blue",
@@ -99,11 +111,11 @@ def terminal_screen(file: IO[str]) -> ConsoleScreen:
 def member_style(member: Member) -> str:
     if member.type is MemberType.SYSTEM:
         return "dim italic"
-    return "bold " + PALETTE[zlib.crc32(member.user_id.encode()) % len(PALETTE)]
+    return "bold " + PALETTE[colour_index(member.user_id)]
 
 
 def chat_style(interaction_id: str) -> str:
-    return "bold " + PALETTE[zlib.crc32(interaction_id.encode()) % len(PALETTE)]
+    return "bold " + PALETTE[colour_index(interaction_id)]
 
 
 def name_text(member: Member) -> Text:
