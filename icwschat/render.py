@@ -1,8 +1,9 @@
-"""The live view: a rich rendering of the cache that fits the terminal, whatever the transcript's length.
+"""The view on a terminal: chat lines printed into the terminal's own scrollback as their events arrive,
+under a small live footer (the connection, the members and who is typing, or the board of several chats).
 
-Only the lines that fit are built, from the newest upwards, so a frame costs the same at 100 or 100,000
-lines. Every piece of server text passes through :func:`icwschat.textsafe.inert` and is placed in ``Text``
-objects, never parsed as markup.
+Lines are drawn from events, never by re-rendering the transcript, and the footer from the chats' state and
+a bounded number of rows, so a frame costs the same at 100 or 100,000 lines. Every piece of server text
+passes through :func:`icwschat.textsafe.inert` and is placed in ``Text`` objects, never parsed as markup.
 """
 
 from __future__ import annotations
@@ -11,24 +12,39 @@ import codecs
 import contextlib
 import dataclasses
 import io
+import itertools
 import os
 import re
 import sys
-import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import IO, Any
 
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.rule import Rule
+from rich.table import Table
 from rich.text import Text
 
 from .cache import ChatCache
-from .events import Event
-from .models import ChatLine, Member, MemberType
-from .router import Router
-from .sinks import LOCAL, ROLES, Clock, WatchInfo
+from .events import CHAT_REMOVED, Event
+from .models import BadMessage, ChatLine, Member, MemberType, parse_timestamp
+from .router import Chat, Router
+from .sinks import (
+    LOCAL,
+    ROLES,
+    Clock,
+    Labels,
+    Restated,
+    WatchInfo,
+    chat_state,
+    colour_index,
+    hang,
+    plain_line,
+    said,
+)
 from .textsafe import inert
 
 try:
@@ -37,6 +53,7 @@ except ImportError:  # not POSIX (Windows): no terminal settings to change, and 
     termios = None  # type: ignore[assignment]
 
 PALETTE = ("cyan", "green", "magenta", "yellow", "blue", "bright_cyan", "bright_green", "bright_magenta")
+"""The colours of names and chat labels, in the order of the plain log's SGR codes."""
 BADGES = {
     MemberType.SYSTEM: "dim",
     MemberType.CURRENT_USER: "bold white on blue",
@@ -45,6 +62,10 @@ BADGES = {
     MemberType.NONE: "dim",
 }
 """The style of each member type's badge; its words are :data:`icwschat.sinks.ROLES`, as in the plain log."""
+FOOTER_SHARE = 3
+"""The footer takes at most a third of the terminal's height (but :data:`FOOTER_MIN` rows)..."""
+FOOTER_MIN = 5
+"""... so that a short terminal still shows the state, one row of members or chats and the status."""
 
 
 def make_console(file: IO[str], *, no_color: bool, force_terminal: bool | None = None) -> Console:
@@ -64,10 +85,37 @@ def _takes_utf8(console: Console) -> bool:
     return codecs.lookup(console.encoding).name == "utf-8"
 
 
+class ConsoleScreen:
+    """A console's terminal as the :class:`~icwschat.sinks.Screen` of the line layout: the one place that
+    measures and wraps a line, for the view, ``transcript`` and the plain log on a terminal alike."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def width(self) -> int:
+        return self.console.width
+
+    def cells(self, text: str) -> int:
+        return cell_len(text)
+
+    def wrap(self, text: str, width: int) -> list[str]:
+        # Text.wrap keeps the space a row was broken at; it is nothing to see.
+        return [row.plain.rstrip(" ") for row in Text(text).wrap(self.console, width)]
+
+
+def terminal_screen(file: IO[str]) -> ConsoleScreen:
+    """The screen of the plain log on a terminal (``TERM=dumb``, not UTF-8, ``-o plain``)."""
+    return ConsoleScreen(Console(file=file, color_system=None, highlight=False, emoji=False))
+
+
 def member_style(member: Member) -> str:
     if member.type is MemberType.SYSTEM:
         return "dim italic"
-    return "bold " + PALETTE[zlib.crc32(member.user_id.encode()) % len(PALETTE)]
+    return "bold " + PALETTE[colour_index(member.user_id)]
+
+
+def chat_style(interaction_id: str) -> str:
+    return "bold " + PALETTE[colour_index(interaction_id)]
 
 
 def name_text(member: Member) -> Text:
@@ -78,24 +126,38 @@ def badge(member: Member) -> Text:
     return Text(f" {ROLES[member.type]} ", style=BADGES[member.type])
 
 
-def line_text(line: ChatLine, clock: Clock = LOCAL) -> Text:
-    """``HH:MM:SS Name: text`` with continuation lines indented under the text (the date first when the
-    line is not from today)."""
-    text = Text(no_wrap=False)
+def tag(label: str, interaction_id: str) -> Text:
+    """The mark of a chat's lines when several are followed: its label in its colour."""
+    return Text(f"[{label}] ", style=chat_style(interaction_id))
+
+
+def line_text(
+    line: ChatLine, clock: Clock = LOCAL, screen: ConsoleScreen | None = None, label: Text | None = None
+) -> Text:
+    """``HH:MM:SS Name: text`` (the date first when the line is not from today), the chat's label before it
+    when given; wrapped and explicit breaks continue under the text (:func:`icwschat.sinks.hang`)."""
+    text = Text(overflow="fold")
+    if label is not None:
+        text.append_text(label)
     text.append(clock(line.timestamp) + " ", style="dim")
     text.append_text(name_text(line.member))
     text.append(": ")
-    body = inert(line.text)
-    if line.message_type == "file":
-        text.append("[file] ", style="bold")
-    indent = " " * len(text.plain)
+    hung = hang(text.cell_len, said(line), screen)
     style = "italic dim" if line.member.type is MemberType.SYSTEM else ""
-    text.append(body.replace("\n", "\n" + indent), style=style)
+    rows = hung.rows
+    if hung.beside:
+        text.append(rows[0], style=style)
+        rows = rows[1:]
+    else:
+        text.rstrip()
+    for row in rows:
+        text.append("\n" + " " * hung.indent)
+        text.append(row, style=style)
     return text
 
 
-def typing_status(cache: ChatCache) -> Text:
-    typing = cache.typing
+def typing_status(members: Iterable[Member]) -> Text:
+    typing = [member for member in members if member.is_typing]
     if not typing:
         return Text("")
     status = Text()
@@ -109,14 +171,14 @@ def typing_status(cache: ChatCache) -> Text:
 
 @dataclass
 class ViewState:
-    """Everything a frame shows besides the cache."""
+    """What the footer shows besides the chats."""
 
     info: WatchInfo
     connection: str = "connecting"
     trouble: bool = False
     clock: Clock = LOCAL
     ending: str | None = None
-    """How the watch ended (:func:`ending`), once it has: the final frame says so, and shows nobody typing."""
+    """How the watch ended (:func:`ending`), once it has: the last footer says so, and shows nobody typing."""
 
 
 def ending(ended: bool, error: BaseException | None) -> str | None:
@@ -133,16 +195,17 @@ def ending(ended: bool, error: BaseException | None) -> str | None:
 SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
-def header(state: ViewState, cache: ChatCache, width: int) -> Text:
-    """One line cut by priority to ``width``: the interaction and its state always; as room allows, the
-    program's name, the transport, the server and the user, the last ones shortened (no scheme) or dropped
-    first. Where even the interaction and its state do not fit, they wrap rather than lose a character."""
+def header(state: ViewState, width: int, ended: str | None = None) -> Text:
+    """One line cut by priority to ``width``: what is followed and its state always (``ended``: what to say
+    once it has ended); as room allows, the program's name, the transport, the server and the user, the last
+    ones shortened (no scheme) or dropped first. Where even the essentials do not fit, they wrap rather than
+    lose a character."""
     info = state.info
     essentials = Text(f"{inert(info.subject, multiline=False)} · ", style="bold")
-    if state.ending is not None and not cache.ended:
+    if state.ending is not None and ended is None:
         essentials.append(state.ending, style="bold red")
-    elif cache.ended:
-        essentials.append("chat ended", style="bold red")
+    elif ended is not None:
+        essentials.append(ended, style="bold red")
     else:
         essentials.append(state.connection, style="bold yellow" if state.trouble else "green")
     server = inert(info.server, multiline=False)
@@ -171,98 +234,186 @@ def header(state: ViewState, cache: ChatCache, width: int) -> Text:
 MEMBERS = "members: "
 
 
-def member_rows(cache: ChatCache, width: int, *, typing: bool = True) -> list[Text]:
+def member_rows(cache: ChatCache, width: int, *, typing: bool = True, limit: int | None = None) -> list[Text]:
     """The members, as many to a row as fit: rows break between members, never inside a name or its badge
-    (one wider than the terminal is cut with an ellipsis). Later rows are indented under the first."""
+    (one wider than the terminal is cut with an ellipsis). Later rows are indented under the first. At most
+    ``limit`` rows, the last then saying how many members are left out."""
     row = Text(MEMBERS, style="bold")
     rows = [row]
+    placed_in: list[int] = [0]
     if not cache.members:
         row.append("none yet", style="dim")
-    placed = False
     for member in cache.members.values():
-        entry = badge(member)
+        entry = Text()
+        entry.append_text(badge(member))  # the badge's style is its own, not the whole entry's
         entry.append(" ")
         entry.append_text(name_text(member))
         if typing and member.is_typing:
             entry.append(" ✎", style="bold")
-        if placed and row.cell_len + 2 + entry.cell_len > width:
+        if placed_in[-1] and row.cell_len + 2 + entry.cell_len > width:
             row = Text(" " * len(MEMBERS))
             rows.append(row)
-            placed = False
-        if placed:
+            placed_in.append(0)
+        if placed_in[-1]:
             row.append("  ")
         entry.truncate(max(1, width - row.cell_len), overflow="ellipsis")
         row.append_text(entry)
-        placed = True
-    return rows
+        placed_in[-1] += 1
+    if limit is None or len(rows) <= limit:
+        return rows
+    kept = rows[: max(1, limit)]
+    more = f"  +{sum(placed_in[len(kept) :])} more"
+    kept[-1].truncate(max(1, width - len(more)), overflow="ellipsis")
+    kept[-1].append(more, style="dim")
+    return kept
 
 
-def transcript_tail(
-    lines: list[ChatLine], console: Console, width: int, height: int, clock: Clock = LOCAL
-) -> list[Text]:
-    """The last ``height`` screen rows of the transcript, wrapped to ``width``; built newest first."""
-    rows: list[Text] = []
-    for line in reversed(lines):
-        if len(rows) >= height:
-            break
-        wrapped = list(line_text(line, clock).wrap(console, width))
-        rows.extend(reversed(wrapped))
-    return list(reversed(rows[:height]))
+BOARD = ("chat", "state", "customer", "agent", "typing", "age", "last")
 
 
-def build_view(
-    state: ViewState, cache: ChatCache, console: Console, *, rows: int | None = None
-) -> RenderableType:
-    """One frame, exactly ``rows`` high (default: the terminal's height less one)."""
-    width = console.width
-    height = rows if rows is not None else max(6, console.height - 1)
-    members = member_rows(cache, width, typing=state.ending is None)
-    top = [*header(state, cache, width).wrap(console, width), *members]
-    status = typing_status(cache)
-    if cache.ended:
-        status = Text("the chat has ended", style="bold red")
-    elif state.ending is not None:
-        status = Text(state.ending, style="bold red")
-    elif state.trouble:
-        status = Text(state.connection, style="bold yellow")
-    fixed = len(top) + 3
-    space = max(1, height - fixed)
-    tail = transcript_tail(cache.transcript, console, width, space, state.clock)
-    if not cache.transcript:
-        tail = [Text("no messages yet", style="dim")]
-    padding = [Text("")] * (space - len(tail))
-    body: list[RenderableType] = [*top, Rule(style="dim"), *tail, *padding, Rule(style="dim"), status]
-    return Group(*body)
+def board(
+    chats: Router, state: ViewState, first_seen: dict[str, datetime], width: int, rows: int
+) -> list[RenderableType]:
+    """The chats followed, a row each under a heading, in at most ``rows`` rows: those still going first,
+    in the order they were followed, then "+N more" for the rest."""
+    total = len(chats.chats)
+    if not total:
+        return [Text("no chats yet", style="dim")]
+    room = max(1, rows - 1 - (total >= rows))
+    going = (chat for chat in chats if not chat.cache.ended)
+    ended = (chat for chat in chats if chat.cache.ended)
+    shown = list(itertools.islice(itertools.chain(going, ended), room))
+    table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold dim")
+    for column in BOARD:
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    now = state.clock.now()
+    for chat in shown:
+        table.add_row(*_board_row(chat, state, first_seen.get(chat.interaction_id), now))
+    parts: list[RenderableType] = [table]
+    if total > len(shown):
+        parts.append(Text(f"+{total - len(shown)} more", style="dim"))
+    return parts
+
+
+def _board_row(chat: Chat, state: ViewState, first_seen: datetime | None, now: datetime) -> list[Text]:
+    members = chat.cache.members.values()
+    customer = _person(members, (MemberType.EXTERNAL,), chat.attributes.get("Eic_RemoteName"))
+    agent = _person(
+        members, (MemberType.INTERNAL, MemberType.CURRENT_USER), chat.attributes.get("Eic_UserName")
+    )
+    typing = Text(", ").join(name_text(m) for m in members if m.is_typing and state.ending is None)
+    last = state.clock(chat.last_activity) if chat.last_activity is not None else ""
+    return [
+        Text(chat.label, style=chat_style(chat.interaction_id)),
+        Text(chat_state(chat), style="red" if chat.cache.ended else ""),
+        customer,
+        agent,
+        typing,
+        Text(_age(chat, first_seen, now)),
+        Text(last, style="dim"),
+    ]
+
+
+def _person(members: Iterable[Member], types: tuple[MemberType, ...], otherwise: str | None) -> Text:
+    """The chat's first member of the first of ``types`` present; else the name the queue gives."""
+    for kind in types:
+        for member in members:
+            if member.type is kind:
+                return name_text(member)
+    return Text(inert(otherwise or "", multiline=False))
+
+
+def _age(chat: Chat, first_seen: datetime | None, now: datetime) -> str:
+    """How long the chat has been going: since the queue's ``Eic_InitiationTime``, else since first seen."""
+    start = first_seen
+    with contextlib.suppress(BadMessage):
+        start = parse_timestamp(chat.attributes.get("Eic_InitiationTime"))
+    if start is None:
+        return ""
+    return duration(now - start)
+
+
+def duration(span: timedelta) -> str:
+    """``4m``, ``1h05m``, ``3d02h``: minutes are as fine as a board needs (it is redrawn once a minute)."""
+    minutes = max(0, int(span.total_seconds()) // 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+
+
+class Footer:
+    """The footer, rendered from the sink's state each time rich draws it: ``Live`` holds this one object,
+    so a line printed above it and the footer's redraw below go out together."""
+
+    def __init__(self, sink: FrameSink) -> None:
+        self.sink = sink
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from self.sink.footer(options.max_width, options.size.height)
 
 
 class FrameSink:
-    """The final frame of the view, printed on close: ``replay`` on a terminal; the live view extends it."""
+    """Each chat line printed into the terminal's scrollback as its event arrives (and the notices the plain
+    log writes), then the footer printed once at the end: ``replay`` on a terminal. :class:`LiveSink` keeps
+    the footer live under the lines while watching."""
 
     def __init__(self, console: Console, clock: Clock = LOCAL) -> None:
         self.console = console
         self.clock = clock
-        self.cache: ChatCache | None = None
         self.state: ViewState | None = None
+        self.chats = Router()
+        self._screen = ConsoleScreen(console)
+        self._labels = Labels()
+        self._restated = Restated()
+        self._first_seen: dict[str, datetime] = {}
 
-    def _frame(self) -> RenderableType:
-        if self.state is None or self.cache is None:
-            return Text("")
-        return build_view(self.state, self.cache, self.console)
+    @property
+    def several(self) -> bool:
+        return self._labels.several
 
     def started(self, info: WatchInfo) -> None:
         self.state = ViewState(info=info, clock=self.clock)
-        self.cache = ChatCache(info.interaction_ids[0] if info.interaction_ids else "")
+        self._labels.started(info)
 
     def raw(self, messages: list[Any]) -> None:
         pass
 
     def update(self, events: list[Event], chats: Router) -> None:
-        # One chat's view: the first followed (the board of many chats is drawn from all of them).
-        self.cache = next((chat.cache for chat in chats), self.cache)
+        self.chats = chats
         info = self.state.info if self.state is not None else None
         if self.state is not None and info is not None and not info.interaction_ids and info.queue is None:
             # A replay learns from its capture which chats it plays.
             self.state.info = dataclasses.replace(info, interaction_ids=tuple(chats.chats))
+        rows = self._rows(events, chats)
+        if rows:
+            self.console.print(Group(*rows))  # under a live footer, rich redraws the footer below them
+        elif events:
+            self._redraw()
+
+    def _rows(self, events: list[Event], chats: Router) -> list[Text]:
+        rows: list[Text] = []
+        for event in events:
+            iid = event.interaction_id
+            if event.kind == CHAT_REMOVED:
+                self._first_seen.pop(iid, None)
+            else:
+                self._first_seen.setdefault(iid, event.at)
+            if self._restated(event):
+                continue
+            label = self._labels(event, chats)
+            mark = tag(label, iid) if label is not None else None
+            if event.line is not None:
+                rows.append(line_text(event.line, self.clock, self._screen, mark))
+                continue
+            notice = plain_line(event, clock=self.clock)
+            if notice is not None:
+                rows.append(Text.assemble(mark or "", (notice, "dim")))
+        return rows
+
+    def _redraw(self) -> None:
+        """The footer changed: shown at the end here; the live view redraws it now."""
 
     def status(self, text: str, *, trouble: bool) -> None:
         if self.state is not None:
@@ -272,14 +423,60 @@ class FrameSink:
     def idle(self) -> None:
         pass
 
+    def _single(self) -> ChatCache | None:
+        return next((chat.cache for chat in self.chats), None)
+
+    def _ended(self) -> bool:
+        if self.several:
+            return self.chats.ended
+        cache = self._single()
+        return cache is not None and cache.ended
+
     def close(self) -> None:
-        cache = self.cache
-        if self.state is not None and cache is not None:
+        if self.state is not None:
             # Every runner (Watcher.run, replay) closes its sink in a ``finally``: the exception in flight
             # there, if any, is what ended the watch, with no change to the Sink protocol.
-            self.state.ending = ending(cache.ended, sys.exc_info()[1])
-        if cache is not None and (cache.members or cache.transcript or cache.ended):
-            self.console.print(self._frame())
+            self.state.ending = ending(self._ended(), sys.exc_info()[1])
+        self._finish()
+
+    def _finish(self) -> None:
+        if any(chat.cache.members or chat.cache.transcript or chat.cache.ended for chat in self.chats):
+            self.console.print(Footer(self))
+
+    def footer(self, width: int, height: int) -> list[RenderableType]:
+        """The footer's rows, at most a third of ``height``: a rule, the header, the members of the one chat
+        or the board of several, and the status line."""
+        state = self.state
+        if state is None:
+            return []
+        budget = max(FOOTER_MIN, height // FOOTER_SHARE)
+        ended = self._ended()
+        cache = self._single()
+        over = ("all ended" if self.several else "chat ended") if ended else None
+        top = [Rule(style="dim"), *header(state, width, over).wrap(self.console, width)]
+        status = self._status(cache, ended)
+        room = budget - len(top) - 1
+        middle: Sequence[RenderableType]
+        if self.several:
+            middle = board(self.chats, state, self._first_seen, width, room)
+        elif cache is None:
+            middle = [Text(MEMBERS, style="bold").append("none yet", style="dim")]
+        else:
+            middle = member_rows(cache, width, typing=state.ending is None, limit=max(1, room))
+        return [*top, *middle, status]
+
+    def _status(self, cache: ChatCache | None, ended: bool) -> Text:
+        state = self.state
+        assert state is not None
+        if ended:
+            return Text("every chat has ended" if self.several else "the chat has ended", style="bold red")
+        if state.ending is not None:
+            return Text(state.ending, style="bold red")
+        if state.trouble:
+            return Text(state.connection, style="bold yellow")
+        if cache is None or self.several:
+            return Text("")
+        return typing_status(cache.members.values())
 
 
 class QuietKeys:
@@ -321,23 +518,25 @@ def _in_background(fd: int) -> bool:
 
 
 class LiveSink(FrameSink):
-    """The live view on a terminal: an alternate screen while watching, the final frame left on exit.
+    """The live view: lines printed into the scrollback as they arrive, above a footer that rich redraws in
+    place (``Live`` on the normal screen, rich's documented pattern); on exit the footer's last state stays.
     ``keys``: the terminal the user types at (standard input), kept quiet while the view runs."""
 
     def __init__(self, console: Console, keys: IO[str], clock: Clock = LOCAL) -> None:
         super().__init__(console, clock)
         self.live: Live | None = None
-        self._size = console.size
         self._keys = keys
         self._quiet: QuietKeys | None = None
+        self._looks = self._look()
 
     def started(self, info: WatchInfo) -> None:
         super().started(info)
         self.live = Live(
-            get_renderable=self._frame,
+            Footer(self),
             console=self.console,
             auto_refresh=False,
-            screen=True,
+            screen=False,
+            transient=False,
             redirect_stdout=False,
             redirect_stderr=False,
         )
@@ -350,36 +549,41 @@ class LiveSink(FrameSink):
 
     def update(self, events: list[Event], chats: Router) -> None:
         super().update(events, chats)
-        self._refresh()
+        if not events:
+            self.idle()  # empty polls keep a watch from ever being idle
 
     def status(self, text: str, *, trouble: bool) -> None:
         super().status(text, trouble=trouble)
-        self._refresh()
+        self._redraw()
+
+    def _look(self) -> tuple[object, ...]:
+        """What changes the footer with no event: the terminal's size, and the minute (the board's ages)."""
+        minute = self.clock.now().replace(second=0, microsecond=0) if self.several else None
+        return (self.console.size, minute)
 
     def idle(self) -> None:
-        size = self.console.size
-        if size != self._size:
-            self._size = size
-            self._refresh()
+        if self._look() != self._looks:
+            self._redraw()
 
-    def _refresh(self) -> None:
+    def _redraw(self) -> None:
         if self.live is not None:
+            self._looks = self._look()
             self.live.refresh()
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         if self.live is None:
             return
         try:
-            self.live.stop()
+            self.live.stop()  # draws the footer a last time, with how the watch ended
         finally:
             self.live = None
             if self._quiet is not None:
                 self._quiet.restore()
-        super().close()
 
 
 def print_transcript(console: Console, info: WatchInfo, chats: Router, clock: Clock = LOCAL) -> None:
     """``transcript`` on a terminal: each chat's members and every line, not cut to the screen."""
+    screen = ConsoleScreen(console)
     for chat in chats:
         state = ViewState(
             info=dataclasses.replace(info, interaction_ids=(chat.interaction_id,), queue=None),
@@ -388,11 +592,11 @@ def print_transcript(console: Console, info: WatchInfo, chats: Router, clock: Cl
         )
         cache = chat.cache
         parts: Iterable[RenderableType] = (
-            header(state, cache, console.width),
+            header(state, console.width, "chat ended" if cache.ended else None),
             *member_rows(cache, console.width),
             # rich draws a rule in ASCII for a terminal that lacks "─" only when the rule has a title
             Rule(style="dim", characters="─" if _takes_utf8(console) else "-"),
-            *(line_text(line, clock) for line in cache.transcript),
+            *(line_text(line, clock, screen) for line in cache.transcript),
         )
         for part in parts:
             console.print(part)

@@ -13,12 +13,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from . import events as ev
 from .events import Event
 from .jsonio import dumps_lines
-from .models import ChatLine, Member, MemberType
+from .models import DISCONNECTED_STATES, ChatLine, Member, MemberType
 from .router import Chat, Router
 from .textsafe import inert, inert_json
 from .window import Window
@@ -173,99 +173,279 @@ ROLES = {
 """What the live view and the plain log call each member type (JSON keeps the contract's names)."""
 
 
+STATES = {
+    "A": "alerting",
+    "C": "connected",
+    "H": "held",
+    "M": "voicemail",
+    "O": "offering",
+    "R": "awaiting answer",
+    "P": "parked",
+    "S": "dialing",
+    "E": "disconnected",
+    "I": "disconnected",
+}
+"""A word for each ``Eic_State`` letter a queue sends (icws-protocol.md 6a)."""
+
+
+def state_word(letter: str) -> str:
+    return STATES.get(letter) or inert(letter, multiline=False)
+
+
+def chat_state(chat: Chat) -> str:
+    """A chat's state in a word: ``ended`` once it has, else its queue's ``Eic_State``; ``open`` for a chat
+    followed by id, of which no queue says more."""
+    if chat.cache.ended:
+        return "ended"
+    letter = chat.attributes.get("Eic_State")
+    return state_word(letter) if letter else "open"
+
+
 def _who(member: Member) -> str:
     return inert(member.display_name, multiline=False)
 
 
 _SGR_COLOURS = (36, 32, 35, 33, 34, 96, 92, 95)
-"""ANSI foreground colours for names, picked by user id as the live view picks its palette."""
+"""ANSI foreground colours for names and chat labels, picked by id as the live view picks its palette."""
+
+
+def colour_index(key: str) -> int:
+    """The palette entry of a member (by user id) or a chat (by interaction id): stable across runs."""
+    return zlib.crc32(key.encode()) % len(_SGR_COLOURS)
 
 
 def _painted(member: Member) -> str:
     """The name in bold and its colour (dim for the system); SGR codes wrap text already made inert."""
     if member.type is MemberType.SYSTEM:
         return f"\x1b[2m{_who(member)}\x1b[0m"
-    colour = _SGR_COLOURS[zlib.crc32(member.user_id.encode()) % len(_SGR_COLOURS)]
-    return f"\x1b[1;{colour}m{_who(member)}\x1b[0m"
+    return f"\x1b[1;{_SGR_COLOURS[colour_index(member.user_id)]}m{_who(member)}\x1b[0m"
 
 
-def plain_line(event: Event, who: Callable[[Member], str] = _who, clock: Clock = LOCAL) -> str | None:
+def _tag(label: str, interaction_id: str) -> str:
+    return f"[{label}] "
+
+
+def _painted_tag(label: str, interaction_id: str) -> str:
+    return f"\x1b[1;{_SGR_COLOURS[colour_index(interaction_id)]}m[{label}]\x1b[0m "
+
+
+# ---- one line layout for the plain log, the live view and transcript ----------------------------------
+
+MIN_TEXT = 20
+"""Columns a line's text needs beside its time and name; with fewer, it goes on the rows below."""
+NARROW_INDENT = 4
+
+
+class Screen(Protocol):
+    """The terminal a layout is for: its width, and how it measures and wraps text (:mod:`icwschat.render`
+    knows; a pipe has no screen and no width)."""
+
+    def width(self) -> int: ...
+
+    def cells(self, text: str) -> int: ...
+
+    def wrap(self, text: str, width: int) -> list[str]: ...
+
+
+class Hung(NamedTuple):
+    """A line's text laid out after its prefix (time, name): ``rows`` start ``indent`` columns in, the first
+    beside the prefix (``beside``) or, on a screen too narrow for that, on the row below it."""
+
+    beside: bool
+    indent: int
+    rows: list[str]
+
+
+def hang(prefix: int, text: str, screen: Screen | None = None) -> Hung:
+    """The layout of ``text`` after a prefix ``prefix`` columns wide: wrapped and explicit breaks alike
+    continue under the text's first character. Without a screen (a pipe) only explicit breaks break."""
+    if screen is None:
+        return Hung(True, prefix, text.split("\n"))
+    width = screen.width()
+    if width - prefix >= MIN_TEXT:
+        return Hung(True, prefix, screen.wrap(text, width - prefix))
+    return Hung(False, NARROW_INDENT, screen.wrap(text, max(1, width - NARROW_INDENT)))
+
+
+def hung_text(prefix: str, hung: Hung) -> str:
+    pad = "\n" + " " * hung.indent
+    rows = hung.rows
+    if hung.beside:
+        return prefix + rows[0] + "".join(pad + row for row in rows[1:])
+    return prefix.rstrip() + "".join(pad + row for row in rows)
+
+
+def said(line: ChatLine) -> str:
+    """What a line says, inert, with a mark for a file."""
+    text = inert(line.text)
+    return f"[file] {text}" if line.message_type == "file" else text
+
+
+def plain_line(
+    event: Event,
+    who: Callable[[Member], str] = _who,
+    clock: Clock = LOCAL,
+    *,
+    label: str | None = None,
+    tag: Callable[[str, str], str] = _tag,
+    screen: Screen | None = None,
+) -> str | None:
     """One event as a line of plain text, or None for events too noisy for a log (typing); ``who`` writes
-    a member's name.
+    a member's name, ``tag`` the chat's ``label`` (given when a watch follows several chats).
 
     A line shows the server's timestamp; the other events show when they were seen (``at``): ICWS member
     messages carry no time of their own (a ``FullChatMember`` has none), so a join or leave has only that."""
-    when = clock(event.at)
+    mark = tag(label, event.interaction_id) if label is not None else ""
     if event.line is not None:
         line = event.line
         stamp = clock(line.timestamp)
-        prefix = f"{stamp} {who(line.member)}: "
-        text = inert(line.text)
-        if line.message_type == "file":
-            text = f"[file] {text}"
-        # The indent matches what is seen, not the SGR codes around the name.
-        indent = " " * (len(stamp) + len(_who(line.member)) + 3)
-        return prefix + text.replace("\n", "\n" + indent)
+        # The indent matches what is seen, not the SGR codes around the label and name.
+        width = screen.cells if screen is not None else len
+        indent = width(_tag(label, "") if label is not None else "") + width(stamp)
+        indent += width(_who(line.member)) + 3
+        return hung_text(f"{mark}{stamp} {who(line.member)}: ", hang(indent, said(line), screen))
+    text = notice(event, who)
+    return None if text is None else f"{mark}{clock(event.at)} * {text}"
+
+
+def notice(event: Event, who: Callable[[Member], str] = _who) -> str | None:
+    """What an event other than a line says, for a log (None: nothing worth a line, such as typing)."""
     member = event.member
-    if event.kind == ev.MEMBER_JOINED and member:
+    kind = event.kind
+    if kind == ev.MEMBER_JOINED and member:
         verb = "is here" if event.history else "joined"
-        return f"{when} * {who(member)} ({ROLES[member.type]}) {verb}"
-    if event.kind == ev.MEMBER_LEFT and member:
-        return f"{when} * {who(member)} left"
-    if event.kind == ev.MEMBER_CHANGED and member and event.previous:
+        return f"{who(member)} ({ROLES[member.type]}) {verb}"
+    if kind == ev.MEMBER_LEFT and member:
+        return f"{who(member)} left"
+    if kind == ev.MEMBER_CHANGED and member and event.previous:
         if member.display_name != event.previous.display_name:
-            return f"{when} * {who(event.previous)} is now known as {who(member)}"
-        return f"{when} * {who(member)} is now {ROLES[member.type]}"
-    if event.kind == ev.RESYNCED:
-        return f"{when} * reconnected; transcript checked, nothing lost or repeated"
-    if event.kind == ev.CHAT_ENDED:
-        return f"{when} * the chat has ended"
+            return f"{who(event.previous)} is now known as {who(member)}"
+        return f"{who(member)} is now {ROLES[member.type]}"
+    if kind == ev.RESYNCED:
+        return "reconnected; transcript checked, nothing lost or repeated"
+    if kind == ev.CHAT_ENDED:
+        return "the chat has ended"
+    if kind in (ev.CHAT_ADDED, ev.CHAT_CHANGED, ev.CHAT_REMOVED):
+        return _chat_notice(event)
     return None
+
+
+def _chat_notice(event: Event) -> str | None:
+    chat = f"chat {inert(event.interaction_id, multiline=False)}"
+    where = f" ({inert(event.queue, multiline=False)})" if event.queue else ""
+    attributes = event.attributes or {}
+    if event.kind == ev.CHAT_REMOVED:
+        return f"{chat} removed{where}"
+    if event.kind == ev.CHAT_ADDED:
+        customer = attributes.get("Eic_RemoteName")
+        whose = f": {inert(customer, multiline=False)}" if customer else ""
+        return f"{chat} {'is here' if event.history else 'added'}{where}{whose}"
+    news = []
+    state = attributes.get("Eic_State")
+    if state and state not in DISCONNECTED_STATES:  # an end has a line of its own: chat_ended
+        news.append(state_word(state))
+    agent = attributes.get("Eic_UserName")
+    if agent:
+        news.append(f"agent {inert(agent, multiline=False)}")
+    return f"{chat}: {', '.join(news)}" if news else None
+
+
+class Restated:
+    """Whether an event is a system line telling of a join or leave the log has just written.
+
+    Servers announce members in the transcript too. The member event comes first and a log never holds a
+    line back, so the system line after it is left out (a guess from its wording: it starts with the name)."""
+
+    def __init__(self) -> None:
+        self._announced: deque[tuple[str, str]] = deque(maxlen=8)
+        """Chat and name of members whose live join or leave was written, until a system line tells of it."""
+
+    def __call__(self, event: Event) -> bool:
+        if event.kind in (ev.MEMBER_JOINED, ev.MEMBER_LEFT) and event.member and not event.history:
+            self._announced.append((event.interaction_id, event.member.display_name))
+            return False
+        line = event.line
+        if line is None or line.member.type is not MemberType.SYSTEM:
+            return False
+        told = next(
+            (
+                (iid, name)
+                for iid, name in self._announced
+                if iid == event.interaction_id and line.text.startswith(name + " ")
+            ),
+            None,
+        )
+        if told is None:
+            return False
+        self._announced.remove(told)
+        return True
+
+
+class Labels:
+    """The label that marks a chat's lines once a watch follows several chats (a queue, several ids, a
+    capture of several); with one chat, none. Once shown, labels stay for the rest of the run."""
+
+    def __init__(self) -> None:
+        self.several = False
+        self._known: dict[str, str] = {}
+        """Labels of the chats lines were shown for, so a chat's last event (it left) still has its own."""
+
+    def started(self, info: WatchInfo) -> None:
+        self.several = info.queue is not None or len(info.interaction_ids) > 1
+
+    def __call__(self, event: Event, chats: Router) -> str | None:
+        iid = event.interaction_id
+        chat = chats.chats.get(iid)
+        if chat is not None:
+            self._known[iid] = chat.label
+        self.several = self.several or len(chats.chats) > 1
+        if not self.several:
+            return None
+        if event.kind == ev.CHAT_REMOVED:
+            return self._known.pop(iid, iid)
+        return self._known.get(iid, iid)
 
 
 class PlainSink(LineSink):
     """Watching into a pipe or file without ``--json``: a readable log, one line per thing said or done.
 
     In UTF-8, or in ``encoding`` (a terminal's that is not UTF-8), where what it lacks is written as
-    ``\\xNN``/``\\uXXXX``."""
+    ``\\xNN``/``\\uXXXX``. On a terminal (``screen``) long lines wrap under their text."""
 
     def __init__(
-        self, out: IO[bytes], err: IO[str], *, encoding: str = "utf-8", clock: Clock = LOCAL
+        self,
+        out: IO[bytes],
+        err: IO[str],
+        *,
+        encoding: str = "utf-8",
+        clock: Clock = LOCAL,
+        screen: Screen | None = None,
     ) -> None:
         super().__init__(out, err)
         self.encoding = encoding
         self.clock = clock
-        self._announced: deque[str] = deque(maxlen=8)
-        """Names of members whose live join or leave this log wrote, until a system line tells of it."""
+        self.screen = screen
+        self._restated = Restated()
+        self._labels = Labels()
 
     def name(self, member: Member) -> str:
         return _who(member)
 
-    def _restated(self, event: Event) -> bool:
-        """Whether the event is a system line telling of a join or leave the log has just written.
+    def tag(self, label: str, interaction_id: str) -> str:
+        return _tag(label, interaction_id)
 
-        Servers announce members in the transcript too (the live view shows only that line). The member
-        event comes first and the log never holds a line back, so the system line after it is left out."""
-        if event.kind in (ev.MEMBER_JOINED, ev.MEMBER_LEFT) and event.member and not event.history:
-            self._announced.append(event.member.display_name)
-            return False
-        line = event.line
-        if line is None or line.member.type is not MemberType.SYSTEM:
-            return False
-        name = next((name for name in self._announced if line.text.startswith(name + " ")), None)
-        if name is None:
-            return False
-        self._announced.remove(name)
-        return True
+    def started(self, info: WatchInfo) -> None:
+        self._labels.started(info)
 
     def update(self, events: list[Event], chats: Router) -> None:
-        lines = [
-            text
-            for text in (
-                plain_line(event, self.name, self.clock) for event in events if not self._restated(event)
-            )
-            if text is not None
-        ]
+        lines = []
+        for event in events:
+            if self._restated(event):
+                continue
+            label = self._labels(event, chats)
+            text = plain_line(event, self.name, self.clock, label=label, tag=self.tag, screen=self.screen)
+            if text is not None:
+                lines.append(text)
         if lines:
             self.write(
                 "".join(f"{text}\n" for text in lines).encode(self.encoding, errors="backslashreplace")
@@ -273,15 +453,19 @@ class PlainSink(LineSink):
 
 
 class ColourPlainSink(PlainSink):
-    """The plain log with names in bold and colour (``--color always``, or ``auto`` on a terminal)."""
+    """The plain log with names and chat labels in bold and colour (``--color always``, or ``auto`` on a
+    terminal)."""
 
     def name(self, member: Member) -> str:
         return _painted(member)
 
+    def tag(self, label: str, interaction_id: str) -> str:
+        return _painted_tag(label, interaction_id)
+
 
 class Windowed:
     """A sink that sees only the history lines inside ``window`` (``--tail``, ``--since``): in the events,
-    and in the transcript of the cache it is shown (views draw from the cache)."""
+    and in the transcripts of the chats it is shown (``transcript`` prints those)."""
 
     def __init__(self, sink: Sink, window: Window) -> None:
         self.sink = sink
@@ -328,11 +512,17 @@ class Windowed:
 
 def _plain(env: Environment, live: bool, encoding: str = "utf-8") -> Sink:
     sink = ColourPlainSink if env.use_color else PlainSink
-    return sink(env.stdout_bytes, env.stderr, encoding=encoding, clock=Clock(utc=env.utc))
+    screen: Screen | None = None
+    if env.stdout_isatty:
+        from .render import terminal_screen
+
+        screen = terminal_screen(env.stdout)
+    return sink(env.stdout_bytes, env.stderr, encoding=encoding, clock=Clock(utc=env.utc), screen=screen)
 
 
 def _view(env: Environment, live: bool) -> Sink:
-    """The live view (``live``) or its final frame; the plain log where there is no terminal to draw on,
+    """The live view (``live``: lines under a live footer) or the lines with the footer printed once at the
+    end; the plain log where there is no terminal to draw on,
     or one that cannot move the cursor (``TERM=dumb``) or take UTF-8, in that terminal's encoding."""
     if not env.stdout_isatty:
         return _plain(env, live)

@@ -14,7 +14,7 @@ from conftest import cli_env, icwschat
 from rich.console import Console
 
 from icwschat.cache import ChatCache
-from icwschat.render import ViewState, build_view, print_transcript
+from icwschat.render import FrameSink, print_transcript
 from icwschat.sinks import Clock, PlainSink, WatchInfo
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
@@ -78,7 +78,9 @@ def test_the_plain_log_the_view_and_the_transcript_show_local_or_utc_times(
     assert [text for text in out.getvalue().decode().splitlines() if "jane: " in text] == shown
 
     view = Console(file=io.StringIO(), width=80, height=24, record=True, color_system=None)
-    view.print(build_view(ViewState(info=INFO, connection="connected", clock=clock), cache, view))
+    sink = FrameSink(view, clock)
+    sink.started(INFO)
+    sink.update(events, routed(cache))
     rows = view.export_text().splitlines()
     assert [row for row in rows if "jane: " in row] == shown
 
