@@ -1,5 +1,6 @@
-"""The six benchmarks of BENCHMARKS.md. Each returns a :class:`Result`; figures are medians of several runs,
-and every comparison is measured side by side in the same run, because these machines are shared and noisy.
+"""Benchmarks B1-B6 of BENCHMARKS.md (B7, a queue at scale, is in scale.py). Each returns a :class:`Result`;
+figures are medians of several runs, and every comparison is measured side by side in the same run, because
+these machines are shared and noisy.
 """
 
 from __future__ import annotations

@@ -31,12 +31,13 @@ def test_every_benchmark_runs_and_reports_figures(tmp_path: Path) -> None:
     report = json.loads(output.read_text(encoding="utf-8"))
     assert report["quick"] is True and report["machine"]["cpus"] >= 1
     results = {r["id"]: r for r in report["results"]}
-    assert sorted(results) == ["B1", "B2", "B3", "B4", "B5", "B6"]
+    assert sorted(results) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]
     for result in results.values():
         assert result["figures"] and result["met"] is not None, result
         assert f"| {result['id']} " in proc.stdout
     assert results["B2"]["figures"]["most_polls_in_flight"] == 1
     assert results["B6"]["figures"]["transcript_lines"] == 1_000
+    assert results["B7"]["figures"]["runs"][0]["lines_repeated"] == 0
 
 
 def test_the_capture_is_seeded_and_exactly_half_text(tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ def test_save_transcript(logged_in: SimulatorServer, tmp_path: Path) -> None:
 
 def test_every_example_script_is_tested() -> None:
     tested = {"messages-as-text.sh", "typing-events.sh", "save-transcript.sh", "record-and-replay.sh"}
+    tested.add("ship-queue.sh")  # in test_queues_e2e.py, beside the other tests of following a queue
     assert {p.name for p in EXAMPLES.glob("*.sh")} == tested
 
 
