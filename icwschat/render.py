@@ -420,6 +420,9 @@ class FrameSink:
             self.state.connection = text
             self.state.trouble = trouble
 
+    def notice(self, text: str) -> None:
+        self.console.print(Text(f"icwschat: {inert(text)}", style="bold yellow"))
+
     def idle(self) -> None:
         pass
 

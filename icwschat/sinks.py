@@ -59,6 +59,10 @@ class Sink(Protocol):
 
     def status(self, text: str, *, trouble: bool) -> None: ...
 
+    def notice(self, text: str) -> None:
+        """A warning for the user while the watch runs (on a terminal view, printed above its footer,
+        which would otherwise draw over it)."""
+
     def idle(self) -> None: ...
 
     def close(self) -> None: ...
@@ -87,9 +91,12 @@ class LineSink:
 
     def status(self, text: str, *, trouble: bool) -> None:
         if text != self._last_status and (trouble or self._last_status):
-            self.err.write(f"icwschat: {text}\n")
-            self.err.flush()
+            self.notice(text)
         self._last_status = text
+
+    def notice(self, text: str) -> None:
+        self.err.write(f"icwschat: {inert(text)}\n")
+        self.err.flush()
 
     def idle(self) -> None:
         pass
@@ -499,6 +506,9 @@ class Windowed:
 
     def status(self, text: str, *, trouble: bool) -> None:
         self.sink.status(text, trouble=trouble)
+
+    def notice(self, text: str) -> None:
+        self.sink.notice(text)
 
     def idle(self) -> None:
         self.sink.idle()

@@ -44,8 +44,12 @@ QUEUE_SUBSCRIPTION = "queue subscription"
 CLEANUP_BUDGET = 5.0
 """Seconds the clean-up on exit may take in all, whatever the server does; what it could not remove by then
 is named on stderr and left."""
+CLEANUP_PER_SUBSCRIPTION = 0.005
+CLEANUP_CAP = 30.0
 CLEANUP_TIMEOUT = (3.0, 5.0)
-CLEANUP_WORKERS = 8
+CLEANUP_WORKERS = 16
+NAMED_LEFT = 3
+"""Subscriptions left on the server that are named one by one on exit; the rest are counted."""
 IDLE_TICK = 0.25
 """How often the caller's thread wakes when nothing arrives, to notice a resized terminal."""
 SESSION_HELD = 60.0
@@ -534,6 +538,12 @@ class Feed(threading.Thread):
         self.subscriber.renewed(session)
 
 
+def cleanup_budget(subscriptions: int) -> float:
+    """Seconds the clean-up on exit may take: :data:`CLEANUP_BUDGET`, and a little more for each of a
+    queue's many subscriptions (15 s for 2,000), never more than :data:`CLEANUP_CAP`."""
+    return min(CLEANUP_CAP, CLEANUP_BUDGET + CLEANUP_PER_SUBSCRIPTION * subscriptions)
+
+
 def _reworded(gone: SessionGone, text: str) -> SessionGone:
     """``gone`` with words that say what failed, for the give-up message; the server's words are kept."""
     return SessionGone(
@@ -654,7 +664,7 @@ class Watcher:
         self.pipeline.apply(messages)
         if self.router.limit_exceeded and not self._warned_limit:
             self._warned_limit = True
-            self.warn(
+            self.sink.notice(
                 f"the server lists only part of {self.info().subject} (queueResultLimitExceeded): "
                 "chats beyond its limit are not followed"
             )
@@ -677,34 +687,41 @@ class Watcher:
         return time.monotonic() - self._members_at >= CONTENTS_GRACE
 
     def _clean_up(self) -> None:
-        """Remove what this watch created on the server, within :data:`CLEANUP_BUDGET` in all.
+        """Remove what this watch created on the server, within :func:`cleanup_budget` in all.
 
         A subscribe still in flight is waited for first: a DELETE sent before its PUT is answered may reach
         the server first and leave the subscription in place.
         """
         if self.options.keep_subscription:
             return
-        deadline = time.monotonic() + CLEANUP_BUDGET
         subscriber = self.feed.subscriber
+        budget = cleanup_budget(len(subscriber.made))
+        deadline = time.monotonic() + budget
         if not subscriber.lock.acquire(timeout=CLEANUP_BUDGET):
-            for iid in sorted(subscriber.made):
-                self.warn(
-                    f"the chat subscription for interaction {iid} may be left on the server: the request "
-                    f"that makes it had no answer within {CLEANUP_BUDGET:g} s; remove it with: "
-                    f"icwschat unsubscribe {iid}"
-                )
+            why = f"the request that makes it had no answer within {CLEANUP_BUDGET:g} s"
+            made = [("chat subscription", iid, why) for iid in sorted(subscriber.made)]
+            self._left(made, "may be left on the server")
             return
         try:
             left = self._remove(sorted(subscriber.made), subscriber.queue_made, deadline)
         finally:
             subscriber.lock.release()
-        for kind, iid, why in left:
+        self._left(left, "could not be removed")
+
+    def _left(self, left: list[tuple[str, str, str]], verb: str) -> None:
+        """Say what was left on the server: each of the first few, then how many more."""
+        for kind, name, why in left[:NAMED_LEFT]:
             if kind == QUEUE_SUBSCRIPTION:
-                self.warn(f"could not remove the {kind} for {iid} ({why}); it ends with the session")
+                self.warn(f"the {kind} for {name} {verb} ({why}); it ends with the session")
                 continue
             self.warn(
-                f"could not remove the {kind} for interaction {iid} ({why}); "
-                f"remove it with: icwschat unsubscribe {iid}"
+                f"the {kind} for interaction {name} {verb} ({why}); "
+                f"remove it with: icwschat unsubscribe {name}"
+            )
+        if len(left) > NAMED_LEFT:
+            self.warn(
+                f"{len(left) - NAMED_LEFT} more subscriptions {verb}; they end with the session "
+                "(icwschat logout ends it now)"
             )
 
     def _remove(self, ids: list[str], queue_made: bool, deadline: float) -> list[tuple[str, str, str]]:
@@ -759,7 +776,7 @@ class Watcher:
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         removed = set(done)
-        no_answer = f"no answer within {CLEANUP_BUDGET:g} s"
+        no_answer = "no answer in time"
         return [
             (kind, name, failed.get((kind, name), no_answer))
             for kind, name in wanted

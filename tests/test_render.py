@@ -632,3 +632,15 @@ def test_a_badge_colours_its_word_not_the_name_beside_it() -> None:
     terminal.print(*member_rows(named("Sue").router.chats[IID].cache, 80))
     badge_end = out.getvalue().index(" customer ") + len(" customer ")
     assert out.getvalue()[badge_end:].startswith("\x1b[0m")  # the badge's background ends with its word
+
+
+def test_a_notice_is_printed_above_the_view_inert() -> None:
+    from icwschat.render import FrameSink
+
+    out = console()
+    sink = FrameSink(out)
+    sink.started(INFO)
+    sink.notice("the server lists only part of queue x \x1b[2J\x1b]0;pwned\x07")
+    shown = out.export_text()
+    assert "icwschat: the server lists only part of queue x" in shown
+    assert "\x1b" not in shown and "\x07" not in shown

@@ -60,3 +60,24 @@ def test_a_chat_that_comes_back_during_its_put_is_subscribed_again() -> None:
         worker.halt()
         server.answer.release()
         worker.join(10)
+
+
+def test_the_clean_up_budget_grows_a_little_with_many_subscriptions_and_is_capped() -> None:
+    from icwschat.watch import cleanup_budget
+
+    assert cleanup_budget(1) < 5.1
+    assert cleanup_budget(2000) == 15.0
+    assert cleanup_budget(10**6) == 30.0
+
+
+def test_what_is_left_on_the_server_is_named_a_few_at_a_time() -> None:
+    from icwschat.watch import Watcher
+
+    said: list[str] = []
+    left = [("chat subscription", str(iid), "no answer in time") for iid in range(1001, 1208)]
+    Watcher._left(SimpleNamespace(warn=said.append), left, "could not be removed")  # type: ignore[arg-type]
+    assert len(said) == 4
+    assert said[0].startswith("the chat subscription for interaction 1001 could not be removed")
+    assert said[-1] == (
+        "204 more subscriptions could not be removed; they end with the session (icwschat logout ends it now)"
+    )

@@ -334,7 +334,11 @@ class TricklingDelete(ICWS):
             "the chat subscription for interaction 1001 may be left on the server",
         ),
         # The interaction watch is made after the chat subscription: both exist then.
-        (TricklingDelete, "PUT 1001 received", "could not remove the chat subscription for interaction 1001"),
+        (
+            TricklingDelete,
+            "PUT 1001 received",
+            "the chat subscription for interaction 1001 could not be removed",
+        ),
     ],
     ids=["subscribe-never-answered", "delete-trickled"],
 )
