@@ -7,24 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .models import BadMessage, parse_timestamp
+from .models import STATE_WORDS, BadMessage, parse_timestamp
 from .router import CHAT_OBJECT_TYPE, OTHER_OBJECT_TYPES
 from .textsafe import inert
 from .updates import Attributes
-
-STATES = {
-    "A": "alerting",
-    "C": "connected",
-    "H": "held",
-    "M": "voicemail",
-    "O": "offering",
-    "R": "awaiting answer",
-    "P": "parked",
-    "E": "disconnected",
-    "I": "disconnected",
-    "S": "dialing",
-}
-"""``Eic_State`` letters seen in a real queue consumer (icws-protocol.md 6a); others are shown as sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +46,7 @@ def listed(queued: dict[str, Attributes], queue: str, *, everything: bool) -> li
 
 
 def state_word(letter: str | None) -> str | None:
-    return None if letter is None else STATES.get(letter, letter)
+    return None if letter is None else STATE_WORDS.get(letter, letter)
 
 
 def age(attributes: Attributes, now: datetime) -> str:

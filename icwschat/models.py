@@ -29,6 +29,20 @@ CONNECTION_DOWN = 2
 """``connectionState`` / ``newConnectionState`` down (0 none, 1 up)."""
 DISCONNECTED_STATES = frozenset({"E", "I"})
 """``Eic_State`` letters for an interaction disconnected externally / internally."""
+STATE_WORDS = {
+    "A": "alerting",
+    "C": "connected",
+    "H": "held",
+    "M": "voicemail",
+    "O": "offering",
+    "R": "awaiting answer",
+    "P": "parked",
+    "S": "dialing",
+    "E": "disconnected",
+    "I": "disconnected",
+}
+"""A word for each ``Eic_State`` letter seen in a real queue consumer (icws-protocol.md 6a); other letters
+are shown as sent."""
 
 
 class BadMessage(ValueError):

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 from . import events as ev
 from .events import Event
 from .jsonio import dumps_lines
-from .models import DISCONNECTED_STATES, ChatLine, Member, MemberType
+from .models import DISCONNECTED_STATES, STATE_WORDS, ChatLine, Member, MemberType
 from .router import Chat, Router
 from .textsafe import inert, inert_json
 from .window import Window
@@ -180,23 +180,8 @@ ROLES = {
 """What the live view and the plain log call each member type (JSON keeps the contract's names)."""
 
 
-STATES = {
-    "A": "alerting",
-    "C": "connected",
-    "H": "held",
-    "M": "voicemail",
-    "O": "offering",
-    "R": "awaiting answer",
-    "P": "parked",
-    "S": "dialing",
-    "E": "disconnected",
-    "I": "disconnected",
-}
-"""A word for each ``Eic_State`` letter a queue sends (icws-protocol.md 6a)."""
-
-
 def state_word(letter: str) -> str:
-    return STATES.get(letter) or inert(letter, multiline=False)
+    return STATE_WORDS.get(letter) or inert(letter, multiline=False)
 
 
 def chat_state(chat: Chat) -> str:
