@@ -16,6 +16,7 @@ that should hold a chat subscription now, :meth:`Router.take_resubscribes` what 
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from . import events as ev
 from .cache import ChatCache, Outcome
 from .events import Event
 from .models import DISCONNECTED_STATES
+from .textsafe import inert
 from .updates import Attributes, ChatUpdate, QueueUpdate, Update
 
 QUEUE_TYPES = {"system": 0, "user": 1, "workgroup": 2, "station": 3}
@@ -59,13 +61,13 @@ class Queue:
 
     @property
     def label(self) -> str:
-        return f"{self.kind}:{self.name}"
+        return f"{self.kind}:{self.name}" if self.kind else self.name
 
     @property
     def subscription_id(self) -> str:
         """The client chooses a queue subscription's id. One per queue, so a restarted watcher replaces its
         predecessor's subscription rather than leaving it behind, and a capture says which queue it was."""
-        return SUBSCRIPTION_PREFIX + self.label
+        return SUBSCRIPTION_PREFIX + self.label if self.kind else self.name
 
     def body(self) -> dict[str, object]:
         return {
@@ -83,9 +85,13 @@ def parse_queue(text: str) -> Queue:
     return Queue(kind, name)
 
 
-def queue_of_subscription(subscription_id: str) -> str:
-    """The queue a subscription id names (a capture's, whoever made it): icwschat's own ids carry it."""
-    return subscription_id.removeprefix(SUBSCRIPTION_PREFIX)
+def queue_of_subscription(subscription_id: str) -> Queue:
+    """The queue a subscription id names (a capture's, whoever made it): icwschat's own ids carry it; any
+    other stands for a queue of that name, whose subscription id it stays."""
+    if subscription_id.startswith(SUBSCRIPTION_PREFIX):
+        with contextlib.suppress(ValueError):
+            return parse_queue(subscription_id.removeprefix(SUBSCRIPTION_PREFIX))
+    return Queue("", subscription_id)
 
 
 @dataclass(slots=True)
@@ -151,15 +157,16 @@ class Router:
 
     @property
     def has_snapshot(self) -> bool:
-        """Every followed chat's first snapshot is in (and the queue's, when there is one)."""
+        """Every followed chat's first snapshot is in (and the queue's, when there is one); a chat that ended
+        without one (it could not be subscribed) has none to wait for."""
         return (self.queue is None or self._queue_seen) and all(
-            chat.cache.has_snapshot for chat in self.chats.values()
+            chat.cache.has_snapshot or chat.cache.ended for chat in self.chats.values()
         )
 
     @property
     def has_members_snapshots(self) -> bool:
         return (self.queue is None or self._queue_seen) and all(
-            chat.cache.has_members_snapshot for chat in self.chats.values()
+            chat.cache.has_members_snapshot or chat.cache.ended for chat in self.chats.values()
         )
 
     def wanted(self) -> frozenset[str]:
@@ -185,13 +192,20 @@ class Router:
             if iid in self.chats:
                 self.chats[iid].cache.expect_resync()
 
-    def not_a_chat(self, iid: str) -> None:
-        """The server refused a chat subscription for a queued interaction of unsaid kind: not a chat."""
-        chat = self.chats.get(iid)
-        if chat is not None and not chat.announced:
-            del self.chats[iid]
-            self._wanted = None
+    def refused(self, iid: str, status: int | None, at: datetime) -> list[Event]:
+        """The server refused a queued interaction's chat subscription. One of unsaid kind is then no chat,
+        skipped without a word; a chat the queue announced is out of reach (gone since, or no rights to it),
+        and ends as a chat that lost rights (403) or was deallocated does, never as an error."""
         self._refused.add(iid)
+        chat = self.chats.get(iid)
+        if chat is None:
+            return []
+        self._wanted = None
+        if not chat.announced:
+            del self.chats[iid]
+            return []
+        reason = "lost_rights" if status == 403 else "deallocated"
+        return chat.cache.apply_updates([("ended", iid, reason)], at).events
 
     # ---- messages in, events out ---------------------------------------------------------------------
 
@@ -293,11 +307,14 @@ class Router:
         return chat
 
     def _label(self, iid: str) -> str:
+        """The end of the id, long enough to differ from the other chats' labels; made inert, since ids come
+        from the server and labels go to terminals as they are."""
         taken = {chat.label for chat in self.chats.values()}
         for length in range(LABEL_DIGITS, len(iid)):
-            if iid[-length:] not in taken:
-                return iid[-length:]
-        return iid
+            label = inert(iid[-length:], multiline=False)
+            if label not in taken:
+                return label
+        return inert(iid, multiline=False)
 
     # ---- the queue -------------------------------------------------------------------------------------
 
@@ -306,7 +323,7 @@ class Router:
         if self.queue is None:
             if not self.adopt:
                 return
-            self.queue = Queue("", queue_of_subscription(subscription))  # a capture's queue, as it names it
+            self.queue = queue_of_subscription(subscription)  # a capture's queue, as it names it
             self._queue_awaiting = True
         elif subscription != self.queue.subscription_id:
             return
@@ -353,7 +370,7 @@ class Router:
             outcome.events.append(self._added(chat, at))
         else:
             # The spelling of Eic_ObjectType is UNCONFIRMED: an interaction of another or no stated kind is
-            # tried as a chat, and announced only once its subscription proves it one (see not_a_chat).
+            # tried as a chat, and announced only once its subscription proves it one (see refused).
             chat.announced = False
         self._apply_state(chat, attributes, at, outcome)
 

@@ -105,11 +105,14 @@ class _Failed:
 
 
 @dataclass(frozen=True, slots=True)
-class _NotAChat:
+class _Refused:
+    """A queued interaction's chat subscription was refused (``status``, None for no answer)."""
+
     interaction_id: str
+    status: int | None
 
 
-_Item = _Batch | _Status | _Resubscribing | _Failed | _NotAChat
+_Item = _Batch | _Status | _Resubscribing | _Failed | _Refused
 
 
 class Backoff:
@@ -312,8 +315,14 @@ class Subscriber(threading.Thread):
                     self.made -= {iid}  # the server answered, and made nothing to remove later
                 if self.options.queue is None:
                     raise
-                log.debug("interaction %s is skipped, not a chat: %s %s", iid, refused, refused.details())
-                self.feed.out.put(_NotAChat(iid))
+                log.debug(
+                    "interaction %s is skipped, its chat subscription refused (not a chat, or out of reach): "
+                    "%s %s",
+                    iid,
+                    refused,
+                    refused.details(),
+                )
+                self.feed.out.put(_Refused(iid, refused.status))
                 self._refused(iid)
                 return
             except ICWSError as refused:
@@ -655,8 +664,10 @@ class Watcher:
                 self.sink.status(item.text, trouble=item.trouble)
             elif isinstance(item, _Resubscribing):
                 self.router.expect_resync()
-            elif isinstance(item, _NotAChat):
-                self.router.not_a_chat(item.interaction_id)
+            elif isinstance(item, _Refused):
+                ended = self.router.refused(item.interaction_id, item.status, self.pipeline.clock())
+                if ended:
+                    self.sink.update(ended, self.router)
             else:
                 self._apply(item.messages)
 

@@ -237,7 +237,7 @@ def test_interactions_of_unsaid_kind_are_tried_and_a_refused_one_skipped(logged_
     result = icwschat("transcript", "--queue", USER_QUEUE, "--json", "--debug")
     assert result.code == 0, result.err
     assert [e["interactionId"] for e in result.events() if e["event"] == "chat_added"] == ["1001", "1002"]
-    assert "interaction 1003 is skipped, not a chat" in result.err
+    assert "interaction 1003 is skipped, its chat subscription refused" in result.err
     assert logged_in.simulator.faults.injected["omitObjectType"] >= 1
     assert nothing_left(logged_in)
 
@@ -269,3 +269,13 @@ def test_after_kill_9_a_new_watcher_repeats_no_line(slow_sim: SimulatorServer) -
         )
     assert lines_of(events, "1001").count("ok") <= 2
     assert nothing_left(slow_sim)
+
+
+def test_a_queued_chat_out_of_reach_ends_instead_of_stalling_a_transcript(logged_in: SimulatorServer) -> None:
+    logged_in.simulator.enqueue("1004", QueueId(1, "agent.one"))  # a chat the user has no rights to: 403
+    result = icwschat("transcript", "--queue", USER_QUEUE, "--json", "--timeout", "20")
+    assert result.code == 0, result.err
+    ended = [e for e in result.events() if e["event"] == "chat_ended"]
+    assert [(e["interactionId"], e["reason"]) for e in ended] == [("1004", "lost_rights")]
+    assert lines_of(result.events(), "1001")
+    assert nothing_left(logged_in)

@@ -250,7 +250,7 @@ def test_an_interaction_of_unsaid_kind_is_tried_and_announced_by_its_first_messa
     router = Router(queue=QUEUE)
     assert apply(router, queue_msg(delta=False, added=[queued("1001", None), queued("7001", None)])) == []
     assert router.wanted() == {"1001", "7001"}  # both tried as chats
-    router.not_a_chat("7001")
+    assert router.refused("7001", 400, AT) == []
     assert router.wanted() == {"1001"}
     events = apply(router, *snapshot("1001", "hi"))
     assert kinds(events) == ["chat_added", "member_joined", "message"]
@@ -296,3 +296,27 @@ def test_follow_chats_off_only_learns_the_queue() -> None:
     router = Router(queue=QUEUE, follow_chats=False)
     apply(router, queue_msg(delta=False, added=[queued("1001"), queued("7001", "Call")]))
     assert router.chats == {} and set(router.queued) == {"1001", "7001"} and router.has_snapshot
+
+
+def test_an_announced_chat_that_cannot_be_subscribed_ends_and_is_not_waited_for() -> None:
+    router = Router(queue=QUEUE)
+    apply(router, queue_msg(delta=False, added=[queued("1001"), queued("1002")]))
+    apply(router, *snapshot("1002", "hi"))
+    assert not router.has_snapshot
+    events = [event.to_json() for event in router.refused("1001", 403, AT)]
+    assert [(e["event"], e["reason"]) for e in events] == [("chat_ended", "lost_rights")]
+    assert router.has_snapshot and router.wanted() == {"1002"}
+    assert router.refused("1001", 404, AT) == []  # told once
+
+
+def test_labels_and_a_captured_queue_are_safe_and_keep_their_names() -> None:
+    router = Router(adopt=True)
+    apply(router, queue_msg(delta=False, added=[queued("AAAA\x1b[2J")]))
+    assert all("\x1b" not in chat.label for chat in router)
+    assert router.queue is not None and router.queue.label == "workgroup:Support"
+    apply(router, queue_msg(removed=["AAAA\x1b[2J"]))
+    assert router.chats == {}  # the capture's later queue messages are its queue's too
+    other = Router(adopt=True)
+    apply(other, queue_msg(delta=False, added=[queued("1001")], subscription="my-interactions-queue"))
+    apply(other, queue_msg(removed=["1001"], subscription="my-interactions-queue"))
+    assert other.queue is not None and other.queue.label == "my-interactions-queue" and other.chats == {}
