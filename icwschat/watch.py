@@ -10,12 +10,14 @@ only ever touched from one thread. The router says which chats it wants subscrib
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,8 @@ CLEANUP_CAP = 30.0
 CLEANUP_TIMEOUT = (3.0, 5.0)
 CLEANUP_WORKERS = 16
 NAMED_LEFT = 3
+LOCK_WAIT = 2.0
+"""Seconds the clean-up waits for a subscribe request in flight before removing the rest without it."""
 """Subscriptions left on the server that are named one by one on exit; the rest are counted."""
 IDLE_TICK = 0.25
 """How often the caller's thread wakes when nothing arrives, to notice a resized terminal."""
@@ -196,6 +200,8 @@ class Subscriber(threading.Thread):
         """Chats whose subscription may exist on the server; replaced, never changed in place, so another
         thread can read it at any time."""
         self.queue_made = False
+        self.in_flight: str | None = None
+        """The chat (or :data:`QUEUE_SUBSCRIPTION`) whose PUT holds ``lock`` now."""
         self.lost: SessionGone | None = None
         """Set when the session went away under a request: nothing more is tried until :meth:`renewed`."""
         self.backoff = Backoff(options.give_up_after, deadline_option=options.deadline_option)
@@ -290,7 +296,7 @@ class Subscriber(threading.Thread):
     def _subscribe_queue(self, connection: Connection) -> None:
         queue = self.options.queue
         assert queue is not None
-        with self.lock:
+        with self.lock, self._flying(QUEUE_SUBSCRIPTION):
             if self.halted:
                 return
             known, self.queue_made = self.queue_made, True
@@ -301,9 +307,17 @@ class Subscriber(threading.Thread):
                     self.queue_made = False
                 raise
 
+    @contextlib.contextmanager
+    def _flying(self, name: str) -> Iterator[None]:
+        self.in_flight = name
+        try:
+            yield
+        finally:
+            self.in_flight = None
+
     def _subscribe(self, connection: Connection, iid: str) -> None:
         """Subscribe to the chat (and, followed by id, watch the interaction so its end is seen)."""
-        with self.lock:
+        with self.lock, self._flying(iid):
             if self.halted:
                 return
             known = iid in self.made
@@ -547,6 +561,28 @@ class Feed(threading.Thread):
         self.subscriber.renewed(session)
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """A second Ctrl-C or SIGTERM during the clean-up would cut it short and leave subscriptions on the
+    server without a word; the clean-up is bounded in time, so they wait for it (and are then dropped: the
+    watch is ending already). Only the main thread may set handlers; elsewhere nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            log.debug("signals %s waited for the clean-up", held)
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def cleanup_budget(subscriptions: int) -> float:
     """Seconds the clean-up on exit may take: :data:`CLEANUP_BUDGET`, and a little more for each of a
     queue's many subscriptions (15 s for 2,000), never more than :data:`CLEANUP_CAP`."""
@@ -637,7 +673,8 @@ class Watcher:
         finally:
             self.feed.halt()
             self.sink.close()
-            self._clean_up()
+            with _signals_held():
+                self._clean_up()
 
     def _consume(self) -> None:
         snapshot_deadline = time.monotonic() + self.options.snapshot_timeout
@@ -708,15 +745,26 @@ class Watcher:
         subscriber = self.feed.subscriber
         budget = cleanup_budget(len(subscriber.made))
         deadline = time.monotonic() + budget
-        if not subscriber.lock.acquire(timeout=CLEANUP_BUDGET):
-            why = f"the request that makes it had no answer within {CLEANUP_BUDGET:g} s"
-            made = [("chat subscription", iid, why) for iid in sorted(subscriber.made)]
-            self._left(made, "may be left on the server")
-            return
+        if len(subscriber.made) > NAMED_LEFT * 10:
+            self.warn(f"removing {len(subscriber.made)} subscriptions (at most {budget:g} s)")
+        # A subscribe still in flight is waited for a moment: its PUT may reach the server after a DELETE
+        # sent now. One that hangs is left (and named); everything else is removed all the same.
+        held = subscriber.lock.acquire(timeout=LOCK_WAIT)
         try:
-            left = self._remove(sorted(subscriber.made), subscriber.queue_made, deadline)
+            flying = None if held else subscriber.in_flight
+            made = sorted(subscriber.made - {flying})
+            queue_made = subscriber.queue_made and flying != QUEUE_SUBSCRIPTION
+            left = self._remove(made, queue_made, deadline)
         finally:
-            subscriber.lock.release()
+            if held:
+                subscriber.lock.release()
+        if flying is not None:
+            why = f"the request that makes it had no answer within {LOCK_WAIT:g} s"
+            queue = self.options.queue
+            if flying == QUEUE_SUBSCRIPTION and queue is not None:
+                self._left([(QUEUE_SUBSCRIPTION, queue.label, why)], "may be left on the server")
+            else:
+                self._left([("chat subscription", flying, why)], "may be left on the server")
         self._left(left, "could not be removed")
 
     def _left(self, left: list[tuple[str, str, str]], verb: str) -> None:

@@ -279,3 +279,43 @@ def test_a_queued_chat_out_of_reach_ends_instead_of_stalling_a_transcript(logged
     assert [(e["interactionId"], e["reason"]) for e in ended] == [("1004", "lost_rights")]
     assert lines_of(result.events(), "1001")
     assert nothing_left(logged_in)
+
+
+def subscribed_to_the_users_queue(sim: SimulatorServer) -> subprocess.Popen[str]:
+    proc = spawn("watch", "--queue", USER_QUEUE, "--json")
+    read_until(
+        proc,
+        lambda events: {"1001", "1002"} <= {e["interactionId"] for e in events if e["event"] == "message"},
+    )
+    return proc
+
+
+def test_a_subscribe_that_hangs_at_exit_is_named_and_the_rest_removed(slow_sim: SimulatorServer) -> None:
+    proc = subscribed_to_the_users_queue(slow_sim)
+    slow_sim.simulator.set_faults({"subscribeDelay": 30})
+    late = slow_sim.simulator.add_interaction(QueueId(1, "agent.one"))
+    deadline = time.monotonic() + 15
+    while slow_sim.simulator.faults.injected["subscribeDelay"] == 0:
+        assert time.monotonic() < deadline, "the late chat was never subscribed"
+        time.sleep(0.05)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - started < 10
+    assert f"the chat subscription for interaction {late} may be left on the server" in err
+    sessions = list(slow_sim.simulator.sessions.values())
+    assert all(not s.queue_subscriptions and not ({"1001", "1002"} & s.chats) for s in sessions)
+
+
+def test_a_second_ctrl_c_waits_for_the_clean_up(slow_sim: SimulatorServer) -> None:
+    proc = subscribed_to_the_users_queue(slow_sim)
+    slow_sim.simulator.set_faults({"delay": 1.0})  # every reply a second late: the clean-up takes a while
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    slow_sim.simulator.set_faults({"delay": 0})
+    assert nothing_left(slow_sim)
