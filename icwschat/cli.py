@@ -604,10 +604,10 @@ def transcript(
     from .render import make_console, print_transcript
     from .sinks import Clock, LineSink, Windowed
 
-    shown = Windowed(LineSink(env.stdout_bytes, env.stderr), window)
+    shown = Windowed(LineSink(env.stdout_bytes, env.stderr), window, keeps_lines=True)
     watcher = follow(env, options, shown, password_stdin=False)
     console = make_console(env.stdout, no_color=not env.use_color)
-    print_transcript(console, watcher.info(), shown.view or watcher.router, Clock(utc=env.utc))
+    print_transcript(console, watcher.info(), shown.view() or watcher.router, Clock(utc=env.utc))
 
 
 @command

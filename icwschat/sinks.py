@@ -456,16 +456,16 @@ class ColourPlainSink(PlainSink):
 
 
 class Windowed:
-    """A sink that sees only the history lines inside ``window`` (``--tail``, ``--since``): in the events,
-    and in the transcripts of the chats it is shown (``transcript`` prints those)."""
+    """A sink that sees only the history lines inside ``window`` (``--tail``, ``--since``). Views draw
+    lines from events, so the events are all it filters; ``transcript`` prints whole transcripts, and asks
+    for the lines shown to be kept (``keeps_lines``) and given back in :meth:`view`."""
 
-    def __init__(self, sink: Sink, window: Window) -> None:
+    def __init__(self, sink: Sink, window: Window, *, keeps_lines: bool = False) -> None:
         self.sink = sink
         self.window = window
-        self.lines: dict[str, list[ChatLine]] = {}
+        self.lines: dict[str, list[ChatLine]] | None = {} if keeps_lines else None
         """Each chat's lines shown, by the id the chat had when they were."""
-        self.view: Router | None = None
-        """The chats as last shown to the sink: the real ones' state, with only the lines shown."""
+        self._chats: Router | None = None
 
     def started(self, info: WatchInfo) -> None:
         self.sink.started(info)
@@ -475,16 +475,24 @@ class Windowed:
 
     def update(self, events: list[Event], chats: Router) -> None:
         shown = self.window.filter(events)
-        # Each event with a line was a line appended to a transcript: the shown ones are its windowed copy.
-        for event in shown:
-            if event.kind == ev.MESSAGE and event.line is not None:
-                self.lines.setdefault(event.interaction_id, []).append(event.line)
-        view = copy.copy(chats)  # shallow, so it costs the same at any transcript length
-        view.chats = {iid: self._windowed(chat) for iid, chat in chats.chats.items()}
-        self.view = view
-        self.sink.update(shown, view)
+        if self.lines is not None:
+            # Each event with a line was a line added to a transcript: the shown ones are its windowed copy.
+            for event in shown:
+                if event.kind == ev.MESSAGE and event.line is not None:
+                    self.lines.setdefault(event.interaction_id, []).append(event.line)
+        self._chats = chats
+        self.sink.update(shown, chats)
+
+    def view(self) -> Router | None:
+        """The chats as last shown, each with only the lines shown (``keeps_lines``); None before any."""
+        if self._chats is None or self.lines is None:
+            return self._chats
+        view = copy.copy(self._chats)  # shallow, so it costs the same at any transcript length
+        view.chats = {iid: self._windowed(chat) for iid, chat in self._chats.chats.items()}
+        return view
 
     def _windowed(self, chat: Chat) -> Chat:
+        assert self.lines is not None
         cache = copy.copy(chat.cache)
         cache.transcript = self.lines.setdefault(chat.interaction_id, [])
         return dataclasses.replace(chat, cache=cache)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from icwschat.cache import ChatCache
 from icwschat.events import Event
 from icwschat.simulator import SimulatorServer
+from icwschat.updates import parse_messages
 from icwschat.window import Window, parse_since
 from tests.builders import contents_msg, line, member, members_msg, routed
 from tests.conftest import cli_env, icwschat
@@ -274,3 +275,18 @@ def test_a_coloured_plain_log_keeps_server_text_inert() -> None:
     written = out.getvalue().decode()
     assert ANSI.search(written)
     assert "\x1b[31m" not in written and "\x1b]" not in written and "\x07" not in written
+
+
+def test_a_window_keeps_no_lines_unless_a_transcript_asks() -> None:
+    import io
+
+    from icwschat.router import Router
+    from icwschat.sinks import JSONSink, Windowed
+
+    watching = Windowed(JSONSink(io.BytesIO(), io.StringIO()), Window(tail=1))
+    router = Router(["1001"])
+    for batch in ([members_msg(delta=False, added=[member("jane")])], [contents_msg(*HISTORY, delta=False)]):
+        updates, problems = parse_messages(batch)
+        watching.update(router.apply_updates(updates, NOW, problems).events, router)
+    assert watching.lines is None  # a queue of chats going on for days would otherwise grow without bound
+    assert watching.view() is router
