@@ -16,6 +16,7 @@ import itertools
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -388,9 +389,12 @@ class FrameSink:
             self.state.info = dataclasses.replace(info, interaction_ids=tuple(chats.chats))
         rows = self._rows(events, chats)
         if rows:
-            self.console.print(Group(*rows))  # under a live footer, rich redraws the footer below them
+            self._show(rows)
         elif events:
             self._redraw()
+
+    def _show(self, rows: list[Text]) -> None:
+        self.console.print(Group(*rows))  # under a live footer, rich redraws the footer below them
 
     def _rows(self, events: list[Event], chats: Router) -> list[Text]:
         rows: list[Text] = []
@@ -520,6 +524,10 @@ def _in_background(fd: int) -> bool:
         return False
 
 
+FRAME_INTERVAL = 0.1
+"""Seconds between two draws of the live view at most: ten frames a second, however busy the queue."""
+
+
 class LiveSink(FrameSink):
     """The live view: lines printed into the scrollback as they arrive, above a footer that rich redraws in
     place (``Live`` on the normal screen, rich's documented pattern); on exit the footer's last state stays.
@@ -531,6 +539,9 @@ class LiveSink(FrameSink):
         self._keys = keys
         self._quiet: QuietKeys | None = None
         self._looks = self._look()
+        self._pending: list[Text] = []
+        self._dirty = False
+        self._drawn_at = 0.0
 
     def started(self, info: WatchInfo) -> None:
         super().started(info)
@@ -566,16 +577,41 @@ class LiveSink(FrameSink):
 
     def idle(self) -> None:
         if self._look() != self._looks:
-            self._redraw()
+            self._dirty = True
+        self._draw()
+
+    def _show(self, rows: list[Text]) -> None:
+        self._pending.extend(rows)
+        self._redraw()
+
+    def notice(self, text: str) -> None:
+        self._draw()  # after the lines that came before it
+        super().notice(text)
 
     def _redraw(self) -> None:
-        if self.live is not None:
-            self._looks = self._look()
+        """Draw now, or within :data:`FRAME_INTERVAL`: every print under a live footer redraws the footer
+        (with a board of hundreds of chats, dearer than the line), so a busy queue's lines are printed a
+        frame's worth at a time; the caller's idle tick draws what is left."""
+        self._dirty = True
+        if time.monotonic() - self._drawn_at >= FRAME_INTERVAL:
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.live is None or not self._dirty:
+            return
+        self._dirty = False
+        self._drawn_at = time.monotonic()
+        self._looks = self._look()
+        rows, self._pending = self._pending, []
+        if rows:
+            self.console.print(Group(*rows))
+        else:
             self.live.refresh()
 
     def _finish(self) -> None:
         if self.live is None:
             return
+        self._draw()
         try:
             self.live.stop()  # draws the footer a last time, with how the watch ended
         finally:

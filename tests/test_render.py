@@ -433,6 +433,7 @@ class Emulated:
         self.screen.resize(height, width)
 
     def _drain(self) -> None:
+        self.sink.idle()  # as the watcher's tick does when nothing arrives: what waits for a frame is drawn
         written = self.out.getvalue()
         self.out.seek(0)
         self.out.truncate()
