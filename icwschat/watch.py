@@ -196,9 +196,12 @@ class Subscriber(threading.Thread):
         self.wanted: frozenset[str] = frozenset(options.interaction_ids)
         self.again: set[str] = set()
         self.queue_again = options.queue is not None
-        self.made: frozenset[str] = frozenset()
-        """Chats whose subscription may exist on the server; replaced, never changed in place, so another
-        thread can read it at any time."""
+        self._made: set[str] = set()
+        """Chats whose subscription may exist on the server (:meth:`made`); changed only under
+        ``_made_lock``, which no request ever holds, so another thread can read it at any time."""
+        self._made_lock = threading.Lock()
+        self._changed = False
+        """Set by :meth:`want` and :meth:`renewed`: the work in hand may no longer be what is wanted."""
         self.queue_made = False
         self.in_flight: str | None = None
         """The chat (or :data:`QUEUE_SUBSCRIPTION`) whose PUT holds ``lock`` now."""
@@ -216,13 +219,15 @@ class Subscriber(threading.Thread):
             self.wanted = chats
             self.again |= again
             self.queue_again |= queue_again
+            self._changed = True
             self.work.notify()
 
     def renewed(self, session: Session) -> None:
         """A new session (or one whose messages may have been lost): everything is to be made again."""
         with self.work:
             self.connection = Connection(self.http, session)
-            self.again |= self.made
+            self.again |= self.made()
+            self._changed = True
             self.queue_again = self.options.queue is not None
             self.lost = None
             self.work.notify()
@@ -243,11 +248,24 @@ class Subscriber(threading.Thread):
             self.started_up.set()
             self.http.close()
 
-    def _next(self) -> bool:
-        """Do one piece of work, waiting for it; False once halted.
+    def made(self) -> frozenset[str]:
+        with self._made_lock:
+            return frozenset(self._made)
 
-        A request to subscribe again is taken off the list as its request starts, not when it ends: one
-        made meanwhile (a chat left its queue and came back during the PUT) asks for a snapshot of its own.
+    def _count(self, iid: str, made: bool) -> None:
+        with self._made_lock:
+            if made:
+                self._made.add(iid)
+            else:
+                self._made.discard(iid)
+
+    def _next(self) -> bool:
+        """Do the work in hand, waiting for some; False once halted.
+
+        The work is worked out once (a queue's thousands of chats are subscribed in one pass, not each after
+        a look at all of them) and followed until the router changes its mind. A request to subscribe again
+        is taken off the list as its request starts, not when it ends: one made meanwhile (a chat left its
+        queue and came back during the PUT) asks for a snapshot of its own.
         """
         with self.work:
             while not self.halted and (self.lost is not None or not self._pending()):
@@ -256,29 +274,45 @@ class Subscriber(threading.Thread):
             if self.halted:
                 return False
             connection = self.connection
-            gone = sorted(self.made - self.wanted)
-            iid = min((self.wanted - self.made) | (self.again & self.wanted), default="")
-            queue_again, self.queue_again = self.queue_again, False
-            if not queue_again and not gone:
-                self.again.discard(iid)
+            made = self.made()
+            work: list[tuple[str, str]] = [("queue", "")] if self.queue_again else []
+            self.queue_again = False
+            work += [("drop", iid) for iid in sorted(made - self.wanted)]
+            work += [("subscribe", iid) for iid in sorted((self.wanted - made) | (self.again & self.wanted))]
+            self._changed = False
+        for action, iid in work:
+            with self.work:
+                if self.halted or self._changed or self.lost is not None:
+                    if action == "queue":
+                        self.queue_again = True
+                    return not self.halted
+                if action == "subscribe":
+                    self.again.discard(iid)
+            if not self._do(connection, action, iid):
+                return True
+        return True
+
+    def _do(self, connection: Connection, action: str, iid: str) -> bool:
+        """One request; False when it failed (the rest of the work waits for the next pass)."""
         try:
-            if queue_again:
+            if action == "queue":
                 self._subscribe_queue(connection)
-            elif gone:
-                self._drop(connection, gone[0])
+            elif action == "drop":
+                self._drop(connection, iid)
             else:
                 self._subscribe(connection, iid)
         except SessionGone as lost:
             with self.work:
                 if connection is not self.connection:
-                    return True  # the old session's; the feed has logged in again since
+                    return False  # the old session's; the feed has logged in again since
                 self.lost = lost
             self.feed.session_lost(lost)
+            return False
         except ServerUnavailable as error:
             with self.work:  # tried again after the backoff, whether or not the server made it
-                if queue_again:
+                if action == "queue":
                     self.queue_again = True
-                elif not gone:
+                elif action == "subscribe":
                     self.again.add(iid)
             delay = self.backoff.next_delay(error)
             text = f"subscribing (attempt {self.backoff.attempt}, next in {delay:.1f} s)"
@@ -286,12 +320,13 @@ class Subscriber(threading.Thread):
             self.feed.tell(_Status(text, trouble=True))
             with self.work:
                 self.work.wait_for(lambda: self.halted, delay)
-        else:
-            self.backoff.reset()
+            return False
+        self.backoff.reset()
         return True
 
     def _pending(self) -> bool:
-        return self.queue_again or self.made != self.wanted or bool(self.again & self.wanted)
+        made = self.made()
+        return self.queue_again or made != self.wanted or bool(self.again & self.wanted)
 
     def _subscribe_queue(self, connection: Connection) -> None:
         queue = self.options.queue
@@ -320,13 +355,13 @@ class Subscriber(threading.Thread):
         with self.lock, self._flying(iid):
             if self.halted:
                 return
-            known = iid in self.made
-            self.made |= {iid}
+            known = iid in self._made
+            self._count(iid, True)
             try:
                 connection.subscribe_chat(iid)
             except InteractionUnavailable as refused:
                 if refused.status is not None and not known:
-                    self.made -= {iid}  # the server answered, and made nothing to remove later
+                    self._count(iid, False)  # the server answered, and made nothing to remove later
                 if self.options.queue is None:
                     raise
                 log.debug(
@@ -341,7 +376,7 @@ class Subscriber(threading.Thread):
                 return
             except ICWSError as refused:
                 if refused.status is not None and not known:
-                    self.made -= {iid}
+                    self._count(iid, False)
                 raise
             if self.options.queue is None:
                 self._watch_interaction(connection, iid)
@@ -363,7 +398,7 @@ class Subscriber(threading.Thread):
                 raise
             except ICWSError as error:
                 log.debug("could not remove the subscription for %s: %s %s", iid, error, error.details())
-            self.made -= {iid}
+            self._count(iid, False)
 
     def _watch_interaction(self, connection: Connection, iid: str) -> None:
         """Ask for ``Eic_State`` so the end of the chat is seen; a server that refuses only loses that."""
@@ -743,16 +778,17 @@ class Watcher:
         if self.options.keep_subscription:
             return
         subscriber = self.feed.subscriber
-        budget = cleanup_budget(len(subscriber.made))
+        made_before = subscriber.made()
+        budget = cleanup_budget(len(made_before))
         deadline = time.monotonic() + budget
-        if len(subscriber.made) > NAMED_LEFT * 10:
-            self.warn(f"removing {len(subscriber.made)} subscriptions (at most {budget:g} s)")
+        if len(made_before) > NAMED_LEFT * 10:
+            self.warn(f"removing {len(made_before)} subscriptions (at most {budget:g} s)")
         # A subscribe still in flight is waited for a moment: its PUT may reach the server after a DELETE
         # sent now. One that hangs is left (and named); everything else is removed all the same.
         held = subscriber.lock.acquire(timeout=LOCK_WAIT)
         try:
             flying = None if held else subscriber.in_flight
-            made = sorted(subscriber.made - {flying})
+            made = sorted(subscriber.made() - {flying})
             queue_made = subscriber.queue_made and flying != QUEUE_SUBSCRIPTION
             left = self._remove(made, queue_made, deadline)
         finally:
