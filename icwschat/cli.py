@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from .environment import Environment
     from .router import Queue
-    from .watch import WatchOptions
+    from .watch import Watcher, WatchOptions
     from .window import Window
 
 INTERACTION_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
@@ -599,7 +599,8 @@ def transcript(
     ids, followed_queue = followed(env, interactions, queue)
     options = snapshot_options("transcript", timeout, interaction_ids=ids, queue=followed_queue)
     if (chosen or "live") != "live" or not env.stdout_isatty:
-        follow(env, options, choose_sink(env, chosen, window=window), password_stdin=False)
+        watcher = follow(env, options, choose_sink(env, chosen, window=window), password_stdin=False)
+        say_if_empty(env, watcher)
         return
     from .render import make_console, print_transcript
     from .sinks import Clock, LineSink, Windowed
@@ -608,6 +609,7 @@ def transcript(
     watcher = follow(env, options, shown, password_stdin=False)
     console = make_console(env.stdout, no_color=not env.use_color)
     print_transcript(console, watcher.info(), shown.view() or watcher.router, Clock(utc=env.utc))
+    say_if_empty(env, watcher)
 
 
 @command
@@ -626,7 +628,7 @@ def replay(
         str | None,
         typer.Option(
             metavar="ID",
-            help="The interaction to replay when the capture holds several (default: the first).",
+            help="Replay only this interaction of a capture of several (default: all of them).",
         ),
     ] = None,
 ) -> None:
@@ -719,6 +721,12 @@ def chats(
             env.echo(line)
     else:
         env.say(f"no {'interactions' if everything else 'chats'} in queue {target.label}")
+
+
+def say_if_empty(env: "Environment", watcher: "Watcher") -> None:
+    """A queue with no chat in it is worth a word: an empty output alone looks like a failure."""
+    if watcher.options.queue is not None and not watcher.router.chats:
+        env.say(f"no chats in queue {watcher.options.queue.label}")
 
 
 def snapshot_options(command_name: str, timeout: float, **chosen: Any) -> "WatchOptions":

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from unicodedata import combining, east_asian_width
 
 from .models import STATE_WORDS, BadMessage, parse_timestamp
 from .router import CHAT_OBJECT_TYPE, OTHER_OBJECT_TYPES
@@ -78,15 +79,25 @@ def chat_table(rows: list[Queued], now: datetime) -> list[str]:
     return aligned(header, cells)
 
 
+def cell_len(text: str) -> int:
+    """Columns of a terminal, not characters: a CJK name or an emoji takes two, a combining mark none."""
+    return sum(0 if combining(c) else 2 if east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def aligned(
     header: Sequence[str], rows: Sequence[Sequence[str | None]], marks: Sequence[str] | None = None
 ) -> list[str]:
     """Rows as aligned columns under ``header``, server text made inert, ``-`` for what is missing;
     ``marks`` (one per row) go before each row."""
     shown = [tuple(header), *(tuple(inert(value or "-", multiline=False) for value in row) for row in rows)]
-    widths = [max(len(row[i]) for row in shown) for i in range(len(header))]
+    widths = [max(cell_len(row[i]) for row in shown) for i in range(len(header))]
     prefixes = ["  ", *marks] if marks is not None else [""] * len(shown)
     return [
-        (prefix + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))).rstrip()
+        (
+            prefix
+            + "  ".join(
+                cell + " " * (width - cell_len(cell)) for cell, width in zip(row, widths, strict=True)
+            )
+        ).rstrip()
         for prefix, row in zip(prefixes, shown, strict=True)
     ]

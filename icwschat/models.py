@@ -22,6 +22,7 @@ INTERACTION_MORPHED_TYPE = "urn:inin.com:interactions:interactionMorphedMessage"
 CONNECTION_STATE_TYPE = "urn:inin.com:connection:connectionStateChangeMessage"
 SUBSCRIPTION_STATE_TYPE = "urn:inin.com:messaging:subscriptionStateMessage"
 QUEUE_CONTENTS_TYPE = "urn:inin.com:queues:queueContentsMessage"
+QUEUE_STATE_TYPE = "urn:inin.com:queues:queueSubscriptionStateMessage"
 SUBSCRIPTION_FAULTED = 3
 """``subscriptionStateMessage`` state Faulted (0 None, 1 Normal, 2 Suspended): the subscription delivers
 nothing more until it is made again."""

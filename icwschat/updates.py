@@ -19,6 +19,7 @@ from .models import (
     INTERACTION_MORPHED_TYPE,
     MEMBERS_TYPE,
     QUEUE_CONTENTS_TYPE,
+    QUEUE_STATE_TYPE,
     SUBSCRIPTION_FAULTED,
     SUBSCRIPTION_STATE_TYPE,
     BadMessage,
@@ -102,7 +103,7 @@ def parse_message(message: Any, problems: list[str]) -> Update | None:
         )
     if kind == QUEUE_CONTENTS_TYPE:
         return _queue_contents(message, problems)
-    if kind == SUBSCRIPTION_STATE_TYPE:
+    if kind in (SUBSCRIPTION_STATE_TYPE, QUEUE_STATE_TYPE):
         return _subscription_state(message)
     if kind not in _INTERACTION_TYPES:
         return None
@@ -138,7 +139,8 @@ def _subscription_state(message: dict[str, Any]) -> FaultUpdate | None:
 
     Which subscription a state message is about is UNCONFIRMED (the protocol reference lists only
     ``state`` and ``error``): it may name an interaction or a queue subscription, or nothing, and then it
-    may be about any of them; subscribing again costs no more than a snapshot.
+    may be about any of them; subscribing again costs no more than a snapshot. The states of a
+    ``queueSubscriptionStateMessage`` are UNCONFIRMED too: taken to be the messaging ones (3 Faulted).
     """
     state = message.get("state")
     if type(state) is not int or state != SUBSCRIPTION_FAULTED:

@@ -749,7 +749,7 @@ class Watcher:
             self._warned_limit = True
             self.sink.notice(
                 f"the server lists only part of {self.info().subject} (queueResultLimitExceeded): "
-                "chats beyond its limit are not followed"
+                "those beyond its limit are left out"
             )
         again, queue_again = self.router.take_resubscribes()
         wanted = self.router.wanted()

@@ -319,3 +319,13 @@ def test_a_second_ctrl_c_waits_for_the_clean_up(slow_sim: SimulatorServer) -> No
     assert "Traceback" not in err
     slow_sim.simulator.set_faults({"delay": 0})
     assert nothing_left(slow_sim)
+
+
+def test_an_empty_queue_says_so(logged_in: SimulatorServer) -> None:
+    mine = QueueId(1, "agent.one")
+    for iid in logged_in.simulator.queue_contents(mine):
+        logged_in.simulator.dequeue(iid, mine)
+    for command in ("chats", "transcript --queue"):
+        result = icwschat(*command.split(), USER_QUEUE)
+        assert (result.code, result.out) == (0, ""), result.err
+        assert f"no chats in queue {USER_QUEUE}" in result.err

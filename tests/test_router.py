@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -279,10 +280,13 @@ def test_the_queue_result_limit_is_noticed_and_other_subscriptions_ignored() -> 
     assert router.limit_exceeded and set(router.chats) == {"1001"}
 
 
-def test_a_queue_fault_resubscribes_the_queue() -> None:
+@pytest.mark.parametrize(
+    "kind", ["messaging:subscriptionStateMessage", "queues:queueSubscriptionStateMessage"]
+)
+def test_a_queue_fault_resubscribes_the_queue(kind: str) -> None:
     router = Router(queue=QUEUE)
     apply(router, queue_msg(delta=False, added=[]))
-    state = {"__type": "urn:inin.com:messaging:subscriptionStateMessage", "state": 3}
+    state = {"__type": f"urn:inin.com:{kind}", "state": 3, "error": {"message": "gone"}}
     apply(router, {**state, "subscriptionId": QUEUE.subscription_id})
     assert router.take_resubscribes() == (set(), True)
 
