@@ -94,6 +94,10 @@ class ConsoleScreen:
         self.console = console
 
     def width(self) -> int:
+        if self.console.is_dumb_terminal:
+            # rich takes every TERM=dumb terminal to be 80 columns; the terminal knows better.
+            with contextlib.suppress(OSError, ValueError):
+                return os.get_terminal_size(self.console.file.fileno()).columns
         return self.console.width
 
     def cells(self, text: str) -> int:

@@ -645,3 +645,18 @@ def test_a_notice_is_printed_above_the_view_inert() -> None:
     shown = out.export_text()
     assert "icwschat: the server lists only part of queue x" in shown
     assert "\x1b" not in shown and "\x07" not in shown
+
+
+def test_the_plain_log_on_a_dumb_terminal_wraps_at_its_real_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from icwschat.render import ConsoleScreen
+
+    class Terminal(io.StringIO):
+        def fileno(self) -> int:
+            return 99
+
+    dumb = Console(file=Terminal(), force_terminal=True, _environ={"TERM": "dumb"})
+    assert dumb.is_dumb_terminal and dumb.width == 80
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((132, 40)))
+    assert ConsoleScreen(dumb).width() == 132
