@@ -255,6 +255,26 @@ def test_a_replay_that_ends_early_ends_its_parser(tmp_path: Path) -> None:
     assert multiprocessing.active_children() == []
 
 
+class Directory:
+    """A capture whose descriptor is a directory's: the parsing process fails to read it."""
+
+    def __init__(self, path: Path) -> None:
+        self.descriptor = os.open(path, os.O_RDONLY)
+
+    def fileno(self) -> int:
+        return self.descriptor
+
+
+def test_an_error_in_the_parsing_process_is_raised_in_the_replay(tmp_path: Path) -> None:
+    capture = Directory(tmp_path)
+    try:
+        with pytest.raises(IsADirectoryError):
+            replay(capture, "a directory", JSONSink(io.BytesIO(), io.StringIO()), parallel=True)  # type: ignore[arg-type]
+    finally:
+        os.close(capture.descriptor)
+    assert multiprocessing.active_children() == []
+
+
 @pytest.mark.parametrize("how", ["interrupt", "terminate", "closed pipe"])
 def test_a_stopped_replay_leaves_no_process_behind(tmp_path: Path, how: str) -> None:
     capture = generated_capture(tmp_path / "capture.ndjson", 20_000)
