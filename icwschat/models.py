@@ -231,13 +231,22 @@ def parse_member(data: Any, default_interaction: str) -> MemberFields:
     interaction = data.get("interactionId")
     name = data.get("displayName")
     kind = data.get("chatMemberType")
-    return (
+    fields = (
         user_id,
         interaction if isinstance(interaction, str) and interaction else default_interaction,
         name if isinstance(name, str) else user_id,
         kind if type(kind) is int else None,
         data.get("isTyping") is True,
     )
+    if len(_FIELDS) >= MEMBERS_KEPT:
+        _FIELDS.clear()
+    return _FIELDS.setdefault(fields, fields)
+
+
+MEMBERS_KEPT = 1024
+_FIELDS: dict[MemberFields, MemberFields] = {}
+"""One object per distinct member, as :func:`member` keeps: a batch of updates that names a member again
+and again then marshals (or pickles) it once, and its strings are hashed once where it is unpacked."""
 
 
 def parse_line(data: Any, default_interaction: str) -> LineFields:
