@@ -27,12 +27,14 @@ from .jsonio import loads, loads_all
 from .pipeline import Pipeline
 from .router import Router
 from .sinks import Sink, WatchInfo
-from .updates import Update, parse_messages
+from .updates import Update, parse_message, parse_messages, skipped
 
 log = logging.getLogger("icwschat.replay")
 
 BATCH = 512
 """Lines per pipeline batch: large enough that one write carries many events, small enough to stream."""
+REPEATS_KEPT = 1024
+"""Member changes remembered by their line: two for each member of a chat (typing, and not)."""
 
 
 @dataclass
@@ -51,17 +53,26 @@ class ParsedBatch(NamedTuple):
     bad_lines: list[int]
 
 
-def read_capture(lines: Iterable[bytes]) -> Iterator[tuple[list[Any], list[int]]]:
-    """The capture's JSON values a batch per ``BATCH`` lines, each with the numbers of its lines (from 1)
-    that held no JSON; blank lines are skipped."""
-    lines = iter(lines)
+def parse_capture(capture: Iterable[bytes]) -> Iterator[ParsedBatch]:
+    """The capture parsed, a batch per ``BATCH`` lines; blank lines are skipped, and lines that hold no
+    JSON numbered (from 1) in ``bad_lines``.
+
+    A member change repeats byte for byte: a typing flip, half of a chat's messages, says the same every
+    time that member starts or stops typing. Its update is remembered by its line, and the line is not
+    read again (see :class:`_Repeats`).
+    """
+    lines = iter(capture)
+    repeats = _Repeats()
     first = 1
     while chunk := list(itertools.islice(lines, BATCH)):
         try:
-            yield loads_all(chunk), []  # one pass for the whole batch: nearly every capture is all JSON
-        except ValueError:
+            updates, problems = repeats.parse(chunk)
+        except ValueError:  # a line holds no JSON, or none at all: read the batch line by line
             bad: list[int] = []
-            yield list(_readable(chunk, first, bad)), bad
+            messages = list(_readable(chunk, first, bad))
+            yield ParsedBatch(len(messages), *parse_messages(messages), bad)
+        else:
+            yield ParsedBatch(len(chunk), updates, problems, [])
         first += len(chunk)
 
 
@@ -75,11 +86,34 @@ def _readable(chunk: list[bytes], first: int, bad: list[int]) -> Iterator[Any]:
                 log.debug("line %d of the capture is not JSON: %.200r", number, line)
 
 
-def parse_capture(capture: Iterable[bytes]) -> Iterator[ParsedBatch]:
-    """The capture parsed, a batch at a time."""
-    for messages, bad_lines in read_capture(capture):
-        updates, problems = parse_messages(messages)
-        yield ParsedBatch(len(messages), updates, problems, bad_lines)
+class _Repeats(dict[bytes, Update]):
+    """Member changes by their line. Only those: chat lines carry a timestamp and never repeat, and would
+    only crowd them out. At most :data:`REPEATS_KEPT`, then forgotten all at once, and read again."""
+
+    def parse(self, lines: list[bytes]) -> tuple[list[Update], list[str]]:
+        """The updates of ``lines``; raises ``ValueError`` if one of them holds no JSON."""
+        remembered = list(map(self.get, lines))
+        fresh = [line for line, update in zip(lines, remembered, strict=True) if update is None]
+        messages = iter(loads_all(fresh))  # one pass for the whole batch: nearly every capture is all JSON
+        updates: list[Update] = []
+        problems: list[str] = []
+        for line, update in zip(lines, remembered, strict=True):
+            if update is None:
+                message = next(messages)
+                known = len(problems)
+                try:
+                    update = parse_message(message, problems)
+                except ValueError as problem:
+                    problems.append(skipped(problem, message))
+                    continue
+                if update is None:
+                    continue
+                if update[0] == "members" and len(problems) == known:
+                    if len(self) >= REPEATS_KEPT:
+                        self.clear()
+                    self[line] = update
+            updates.append(update)
+        return updates, problems
 
 
 def replay(

@@ -71,11 +71,16 @@ def parse_messages(messages: Iterable[Any]) -> tuple[list[Update], list[str]]:
         try:
             update = parse_message(message, problems)
         except ValueError as problem:
-            problems.append(f"skipped a message: {problem}: {message!r:.300}")
+            problems.append(skipped(problem, message))
         else:
             if update is not None:
                 updates.append(update)
     return updates, problems
+
+
+def skipped(problem: ValueError, message: Any) -> str:
+    """What :func:`parse_messages` says of a message :func:`parse_message` refused."""
+    return f"skipped a message: {problem}: {message!r:.300}"
 
 
 def parse_message(message: Any, problems: list[str]) -> Update | None:
