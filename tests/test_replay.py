@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import multiprocessing
@@ -23,6 +24,7 @@ from test_live_terminal import run_in_terminal
 from bench.capture import messages
 from icwschat import jsonio
 from icwschat import replay as replay_module
+from icwschat.errors import InteractionUnavailable
 from icwschat.replay import ReplayReport, parse_capture, replay
 from icwschat.simulator import SimulatorServer
 from icwschat.sinks import JSONSink
@@ -309,6 +311,30 @@ def test_a_member_change_seen_before_is_not_read_again() -> None:
         batches = list(parse_capture([POOL_LINES[5], *typing]))
     assert len([u for b in batches for u in b.updates]) == 201
     assert sum(read) == 8  # the first batch: after it, every member change is one seen before
+
+
+def collector(on: bool) -> None:
+    if on:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_a_replay_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, collecting: bool) -> None:
+    capture = generated_capture(tmp_path / "capture.ndjson", 2000)
+    other = tmp_path / "other.ndjson"
+    other.write_text(json.dumps(contents_msg(line("jane", "hi", iid="1002"), iid="1002")) + "\n")
+    was = gc.isenabled()
+    try:
+        collector(collecting)
+        replayed(capture, parallel=False)
+        assert gc.isenabled() == collecting
+        with pytest.raises(InteractionUnavailable):  # and when it fails
+            replayed(other, parallel=False)
+        assert gc.isenabled() == collecting
+    finally:
+        collector(was)
 
 
 class Directory:
