@@ -103,10 +103,11 @@ class ChatCache:
         for update in updates:
             if update[1] != self.interaction_id and (update[0] != "faulted" or update[1] is not None):
                 continue
-            if update[0] == "members":
-                self._apply_members(*update[2:], at, outcome)
-            elif update[0] == "contents":
-                self._apply_contents(*update[2:], at, outcome)
+            # Items by index, not *update[2:]: a slice and an unpacking call cost more than the dispatch.
+            if update[0] == "contents":
+                self._apply_contents(update[2], update[3], at, outcome)
+            elif update[0] == "members":
+                self._apply_members(update[2], update[3], update[4], update[5], at, outcome)
             elif update[0] == "state":
                 self._apply_state(update[2], at, outcome)
             elif update[0] == "ended":
@@ -132,7 +133,7 @@ class ChatCache:
         at: datetime,
         outcome: Outcome,
     ) -> None:
-        if delta and self._stale("members", at, outcome):
+        if delta and self._awaiting and self._stale("members", at, outcome):  # no call once in sync
             return
         if delta:
             for fields in [*added, *changed]:
@@ -182,7 +183,7 @@ class ChatCache:
             outcome.events.append(Event(ev.MEMBER_LEFT, self.interaction_id, at, old.typing(False)))
 
     def _apply_contents(self, delta: bool, lines: list[LineFields], at: datetime, outcome: Outcome) -> None:
-        if delta and self._stale("contents", at, outcome):
+        if delta and self._awaiting and self._stale("contents", at, outcome):  # no call once in sync
             return
         added = list(map(chat_line, lines))
         if delta:
@@ -216,7 +217,7 @@ class ChatCache:
             self.transcript.append(line)
             sender = line.member
             current = self.members.get(sender.key)
-            if current is not None:
+            if current is not None and current is not sender:  # members are shared: most often it is
                 sender = current if current.same_person(sender) else sender.typing(current.is_typing)
             outcome.events.append(
                 _new(

@@ -41,31 +41,33 @@ class Event(NamedTuple):
     """The queue's attributes of the chat: all of them (``chat_added``), or those that changed."""
 
     def to_json(self) -> dict[str, Any]:
-        line = self.line
+        # Fields unpacked at once: each named field read is a descriptor call, and this runs for every event.
+        kind, interaction_id, at, member, previous, line, history, reason, queue, attributes = self
         data: dict[str, Any]
         # One dict display for the commonest event: several times cheaper than growing a dict key by key.
         if line is not None:
+            sender, text, stamp, message_type = line
             data = {
-                "event": self.kind,
-                "interactionId": self.interaction_id,
-                "at": format_timestamp(self.at),
-                "member": (self.member or line.member).to_json(),
-                "text": line.text,
-                "timestamp": line.stamp,
-                "messageType": line.message_type,
+                "event": kind,
+                "interactionId": interaction_id,
+                "at": format_timestamp(at),
+                "member": (member or sender).to_json(),
+                "text": text,
+                "timestamp": stamp,
+                "messageType": message_type,
             }
         else:
-            data = {"event": self.kind, "interactionId": self.interaction_id, "at": format_timestamp(self.at)}
-            if self.member is not None:
-                data["member"] = self.member.to_json()
-        if self.previous is not None:
-            data["previous"] = self.previous.to_json()
-        if self.history is not None:
-            data["history"] = self.history
-        if self.reason is not None:
-            data["reason"] = self.reason
-        if self.queue is not None:
-            data["queue"] = self.queue
-        if self.attributes is not None:
-            data["attributes"] = dict(self.attributes)
+            data = {"event": kind, "interactionId": interaction_id, "at": format_timestamp(at)}
+            if member is not None:
+                data["member"] = member.to_json()
+        if previous is not None:
+            data["previous"] = previous.to_json()
+        if history is not None:
+            data["history"] = history
+        if reason is not None:
+            data["reason"] = reason
+        if queue is not None:
+            data["queue"] = queue
+        if attributes is not None:
+            data["attributes"] = dict(attributes)
         return data

@@ -181,29 +181,38 @@ def format_timestamp(value: datetime) -> str:
 
 _BASIC_UTC = re.compile(r"[0-9]{8}T(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]Z")
 """The basic form every CIC server sends, whole seconds in UTC, with hour, minute and second in range."""
+_SECONDS = frozenset(f"{second:02d}Z" for second in range(60))
+_MINUTES: dict[str, str] = {}
+"""``YYYYMMDDTHHMM`` of the basic forms seen, checked, as ``YYYY-MM-DDTHH:MM:``. The lines of a chat share a
+few minutes, so once a line's minute is known, its second is all that is left to check."""
+MINUTES_KEPT = 1024
 
 
-@functools.lru_cache(maxsize=1024)
 def _iso_minute(basic: str) -> str:
-    """``YYYYMMDDTHHMM`` as ``YYYY-MM-DDTHH:MM:``, the date checked against the calendar.
-
-    The lines of a chat share a few minutes, so this is nearly always a cache hit.
-    """
+    """``YYYYMMDDTHHMM`` as ``YYYY-MM-DDTHH:MM:``, the date checked against the calendar, and remembered."""
     try:
         datetime(int(basic[:4]), int(basic[4:6]), int(basic[6:8]))
     except ValueError as exc:
         raise BadMessage(f"timestamp is out of range: {basic!r}") from exc
-    return f"{basic[:4]}-{basic[4:6]}-{basic[6:8]}T{basic[9:11]}:{basic[11:13]}:"
+    if len(_MINUTES) >= MINUTES_KEPT:
+        _MINUTES.clear()
+    iso = _MINUTES[basic] = f"{basic[:4]}-{basic[4:6]}-{basic[6:8]}T{basic[9:11]}:{basic[11:13]}:"
+    return iso
 
 
 def canonical_timestamp(value: Any) -> str:
     """An ICWS DateTime as :func:`format_timestamp` writes it: ``format_timestamp(parse_timestamp(value))``.
 
     The basic form is rewritten as text, without a ``datetime`` in between: this runs for every chat line,
-    and is most of what a replay costs per line otherwise.
+    and is most of what a replay costs per line otherwise. A known minute and a second in range is that
+    form (what :data:`_BASIC_UTC` matches), found without the regular expression, which costs more.
     """
-    if type(value) is str and _BASIC_UTC.fullmatch(value):
-        return _iso_minute(value[:13]) + value[13:]
+    if type(value) is str:
+        minute = _MINUTES.get(value[:13])
+        if minute is not None and (second := value[13:]) in _SECONDS:
+            return minute + second
+        if _BASIC_UTC.fullmatch(value):
+            return _iso_minute(value[:13]) + value[13:]
     return format_timestamp(parse_timestamp(value))
 
 
@@ -227,7 +236,7 @@ LineFields = tuple[MemberFields, str, str, str]
 """A chat line as plain data: sender, text, stamp and message type, as :class:`ChatLine` holds them."""
 
 
-def parse_member(data: Any, *, default_interaction: str) -> MemberFields:
+def parse_member(data: Any, default_interaction: str) -> MemberFields:
     """A ``fullChatMember`` or ``chatMember``; a missing member interactionId falls back to the chat's."""
     if not isinstance(data, dict):
         raise BadMessage("chat member is not an object")
@@ -237,16 +246,25 @@ def parse_member(data: Any, *, default_interaction: str) -> MemberFields:
     interaction = data.get("interactionId")
     name = data.get("displayName")
     kind = data.get("chatMemberType")
-    return (
+    fields = (
         user_id,
         interaction if isinstance(interaction, str) and interaction else default_interaction,
         name if isinstance(name, str) else user_id,
         kind if type(kind) is int else None,
         data.get("isTyping") is True,
     )
+    if len(_FIELDS) >= MEMBERS_KEPT:
+        _FIELDS.clear()
+    return _FIELDS.setdefault(fields, fields)
 
 
-def parse_line(data: Any, *, default_interaction: str) -> LineFields:
+MEMBERS_KEPT = 1024
+_FIELDS: dict[MemberFields, MemberFields] = {}
+"""One object per distinct member, as :func:`member` keeps: a batch of updates that names a member again
+and again then marshals (or pickles) it once, and its strings are hashed once where it is unpacked."""
+
+
+def parse_line(data: Any, default_interaction: str) -> LineFields:
     if not isinstance(data, dict):
         raise BadMessage("chat text is not an object")
     text = data.get("text")
@@ -256,7 +274,7 @@ def parse_line(data: Any, *, default_interaction: str) -> LineFields:
         raise BadMessage("chat text is not a string")
     kind = data.get("messageType")
     return (
-        parse_member(data.get("chatMember"), default_interaction=default_interaction),
+        parse_member(data.get("chatMember"), default_interaction),
         text,
         canonical_timestamp(data.get("timestamp")),
         "file" if kind == 1 else "text",

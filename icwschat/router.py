@@ -225,7 +225,8 @@ class Router:
                 self._flush(target, run, at, outcome, ended)
                 self._fault(update[1])
                 continue
-            chat = self._chat_for(update[1])
+            # A chat followed already, without a call: nearly every update is one.
+            chat = self.chats.get(update[1]) or self._chat_for(update[1])
             if chat is None:
                 continue
             if chat is not target:

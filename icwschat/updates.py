@@ -72,20 +72,33 @@ def parse_messages(messages: Iterable[Any]) -> tuple[list[Update], list[str]]:
         try:
             update = parse_message(message, problems)
         except ValueError as problem:
-            problems.append(f"skipped a message: {problem}: {message!r:.300}")
+            problems.append(skipped(problem, message))
         else:
             if update is not None:
                 updates.append(update)
     return updates, problems
 
 
+def skipped(problem: ValueError, message: Any) -> str:
+    """What :func:`parse_messages` says of a message :func:`parse_message` refused."""
+    return f"skipped a message: {problem}: {message!r:.300}"
+
+
 def parse_message(message: Any, problems: list[str]) -> Update | None:
     """One message's update; raises :class:`BadMessage` when nothing of it can be used, and names the
     parts it skipped (one bad member of several, say) in ``problems``."""
-    kind = message_type(message)
-    if kind in (MEMBERS_TYPE, CONTENTS_TYPE):
-        iid = _id(message, "interactionId")
-        delta = is_delta(message)
+    # Nearly every message is a chat line or a member change (a typing flip): their checks are written out
+    # here rather than called (message_type, _id, is_delta), as a call costs more than what it checks.
+    kind = message.get("__type") if type(message) is dict else None
+    if type(kind) is not str:
+        kind = message_type(message)  # raises, unless a dict of another type than dict has a __type
+    if kind in (CONTENTS_TYPE, MEMBERS_TYPE):
+        iid = message.get("interactionId")
+        if not isinstance(iid, str) or not iid:
+            raise BadMessage(f"{kind.rpartition(':')[2]} has no interactionId")
+        delta = message.get("isDelta")
+        if delta is not True and delta is not False:
+            raise BadMessage("isDelta is missing or not a boolean")
         if kind == CONTENTS_TYPE:
             return (
                 "contents",
@@ -190,16 +203,21 @@ def _queued(message: dict[str, Any], name: str, problems: list[str]) -> list[tup
 def _parsed(
     message: dict[str, Any],
     name: str,
-    parse: Callable[..., _Parsed],
+    parse: Callable[[Any, str], _Parsed],
     what: str,
     interaction_id: str,
     problems: list[str],
 ) -> list[_Parsed]:
     """The items of the array ``name`` that ``parse`` accepts; the others are named in ``problems``."""
+    items = message.get(name)  # parse_list, written out: this runs three times for every member change
+    if not isinstance(items, list):
+        if items is None:
+            return []
+        raise BadMessage(f"{name} is not an array")
     parsed = []
-    for item in parse_list(message, name):
+    for item in items:
         try:
-            parsed.append(parse(item, default_interaction=interaction_id))
+            parsed.append(parse(item, interaction_id))
         except BadMessage as problem:
             problems.append(f"skipped a {what}: {problem}")
     return parsed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import multiprocessing
@@ -10,17 +11,24 @@ import signal
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from builders import contents_msg, line, member, members_msg
 from conftest import cli_env, icwschat, spawn
 from expected import expected_events, project
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_live_terminal import run_in_terminal
 
 from bench.capture import messages
-from icwschat.replay import ReplayReport, replay
+from icwschat import jsonio
+from icwschat import replay as replay_module
+from icwschat.errors import InteractionUnavailable
+from icwschat.replay import ReplayReport, parse_capture, replay
 from icwschat.simulator import SimulatorServer
 from icwschat.sinks import JSONSink
+from icwschat.updates import parse_messages
 
 
 @pytest.fixture
@@ -252,6 +260,100 @@ def test_a_replay_that_ends_early_ends_its_parser(tmp_path: Path) -> None:
     events, report = replayed(capture, parallel=True)
     assert events[-1]["event"] == "chat_ended"
     assert report.messages <= 512
+    assert multiprocessing.active_children() == []
+
+
+POOL = [
+    members_msg(changed=[member("jane", typing=True)]),
+    members_msg(changed=[member("jane", typing=False)]),
+    members_msg(changed=[member("bob", typing=True), {"userId": 7}]),  # a problem every time
+    members_msg(delta=False, added=[member("jane"), member("bob")]),
+    members_msg(changed=[member("jane", typing=True)], iid="1002"),
+    contents_msg(line("jane", "hi")),
+    {"__type": "urn:inin.com:interactions.chat:chatMembersMessage", "isDelta": "no"},  # skipped
+    {"__type": "urn:inin.com:something:unknown"},
+]
+POOL_LINES = [json.dumps(message).encode() + b"\n" for message in POOL] + [b"\n", b'{"cut short']
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from(POOL_LINES), max_size=40), st.integers(1, 8), st.integers(1, 4))
+def test_lines_read_again_parse_as_they_did_the_first_time(lines: list[bytes], batch: int, kept: int) -> None:
+    readable = [
+        (number, jsonio.loads(line)) for number, line in enumerate(lines, 1) if line.startswith(b'{"_')
+    ]
+    updates, problems = parse_messages([message for _, message in readable])
+    with (
+        mock.patch.object(replay_module, "BATCH", batch),
+        mock.patch.object(replay_module, "REPEATS_KEPT", kept),
+    ):
+        batches = list(parse_capture(lines))
+    assert [u for b in batches for u in b.updates] == updates
+    assert [p for b in batches for p in b.problems] == problems
+    assert sum(b.messages for b in batches) == len(readable)
+    assert [n for b in batches for n in b.bad_lines] == [
+        n for n, line in enumerate(lines, 1) if line == POOL_LINES[-1]
+    ]
+
+
+def test_a_member_change_seen_before_is_not_read_again() -> None:
+    read: list[int] = []
+
+    def loads_all(documents: list[bytes]) -> list[Any]:
+        read.append(len(documents))
+        return jsonio.loads_all(documents)
+
+    typing = [POOL_LINES[0], POOL_LINES[1]] * 100
+    with (
+        mock.patch.object(replay_module, "loads_all", loads_all),
+        mock.patch.object(replay_module, "BATCH", 8),
+    ):
+        batches = list(parse_capture([POOL_LINES[5], *typing]))
+    assert len([u for b in batches for u in b.updates]) == 201
+    assert sum(read) == 8  # the first batch: after it, every member change is one seen before
+
+
+def collector(on: bool) -> None:
+    if on:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_a_replay_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, collecting: bool) -> None:
+    capture = generated_capture(tmp_path / "capture.ndjson", 2000)
+    other = tmp_path / "other.ndjson"
+    other.write_text(json.dumps(contents_msg(line("jane", "hi", iid="1002"), iid="1002")) + "\n")
+    was = gc.isenabled()
+    try:
+        collector(collecting)
+        replayed(capture, parallel=False)
+        assert gc.isenabled() == collecting
+        with pytest.raises(InteractionUnavailable):  # and when it fails
+            replayed(other, parallel=False)
+        assert gc.isenabled() == collecting
+    finally:
+        collector(was)
+
+
+class Directory:
+    """A capture whose descriptor is a directory's: the parsing process fails to read it."""
+
+    def __init__(self, path: Path) -> None:
+        self.descriptor = os.open(path, os.O_RDONLY)
+
+    def fileno(self) -> int:
+        return self.descriptor
+
+
+def test_an_error_in_the_parsing_process_is_raised_in_the_replay(tmp_path: Path) -> None:
+    capture = Directory(tmp_path)
+    try:
+        with pytest.raises(IsADirectoryError):
+            replay(capture, "a directory", JSONSink(io.BytesIO(), io.StringIO()), parallel=True)  # type: ignore[arg-type]
+    finally:
+        os.close(capture.descriptor)
     assert multiprocessing.active_children() == []
 
 
