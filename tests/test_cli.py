@@ -430,10 +430,16 @@ def test_a_sigterm_whose_exception_python_dropped_still_ends_the_watch(
     from icwschat.errors import Terminated
 
     real = signals.signal
+    dropped: list[threading.Timer] = []
 
     def dropping_handler(number: int, handler: Any) -> Any:
-        if number == signals.SIGTERM and callable(handler):
-            threading.Timer(1.0, Terminated.requested.set).start()  # the handler ran; its raise was dropped
+        # Once: the clean-up sets (and restores) handlers too, and a second timer would set the flag after
+        # this test, in whichever test runs next.
+        if number == signals.SIGTERM and callable(handler) and not dropped:
+            dropped.append(
+                threading.Timer(1.0, Terminated.requested.set)
+            )  # the handler ran; its raise was dropped
+            dropped[0].start()
         return real(number, handler)
 
     monkeypatch.setattr(signals, "signal", dropping_handler)

@@ -260,7 +260,7 @@ def test_a_busy_login_waits_as_long_as_retry_after_says(home: Path) -> None:
             error.retry_after = 1.0
             raise error
 
-        options = WatchOptions("1001", transport="poll", interval=0.1, give_up_after=GIVE_UP)
+        options = WatchOptions(("1001",), transport="poll", interval=0.1, give_up_after=GIVE_UP)
         sink = JSONSink(io.BytesIO(), io.StringIO())
         watcher = Watcher(HTTP, session, options, sink, relogin=busy_login)
         watcher.feed.renewal = Backoff(GIVE_UP, base=0.01)  # so only Retry-After can make the waits long
