@@ -185,7 +185,7 @@ class ChatCache:
     def _apply_contents(self, delta: bool, lines: list[LineFields], at: datetime, outcome: Outcome) -> None:
         if delta and self._awaiting and self._stale("contents", at, outcome):  # no call once in sync
             return
-        added = list(map(chat_line, lines))
+        added = [chat_line(fields) for fields in lines]
         if delta:
             self._append(added, at, outcome, history=False)
             return

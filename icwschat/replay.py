@@ -35,6 +35,8 @@ BATCH = 512
 """Lines per pipeline batch: large enough that one write carries many events, small enough to stream."""
 REPEATS_KEPT = 1024
 """Member changes remembered by their line: two for each member of a chat (typing, and not)."""
+REPEAT_LENGTH = 4096
+"""The longest line remembered: a typing flip takes a few hundred bytes, and a capture's lines may be long."""
 
 
 @dataclass
@@ -108,7 +110,7 @@ class _Repeats(dict[bytes, Update]):
                     continue
                 if update is None:
                     continue
-                if update[0] == "members" and len(problems) == known:
+                if update[0] == "members" and len(problems) == known and len(line) <= REPEAT_LENGTH:
                     if len(self) >= REPEATS_KEPT:
                         self.clear()
                     self[line] = update

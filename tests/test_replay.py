@@ -311,6 +311,16 @@ def test_a_member_change_seen_before_is_not_read_again() -> None:
         batches = list(parse_capture([POOL_LINES[5], *typing]))
     assert len([u for b in batches for u in b.updates]) == 201
     assert sum(read) == 8  # the first batch: after it, every member change is one seen before
+    read.clear()
+    long = (
+        json.dumps(members_msg(changed=[member("jane", "J" * replay_module.REPEAT_LENGTH)])).encode() + b"\n"
+    )
+    with (
+        mock.patch.object(replay_module, "loads_all", loads_all),
+        mock.patch.object(replay_module, "BATCH", 8),
+    ):
+        assert sum(len(b.updates) for b in parse_capture([long] * 40)) == 40
+    assert sum(read) == 40  # too long to be kept
 
 
 def collector(on: bool) -> None:
