@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -128,3 +129,24 @@ def slow_sim() -> Iterator[SimulatorServer]:
     """A logged-in simulator whose chats play at normal speed, for tests that act mid-chat."""
     with logged_in_sim(speed=1.0) as server:
         yield server
+
+
+def shell(pipeline: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """A shell pipeline of which the CLI is a part (``{cli}`` stands for it), as a user types it."""
+    return subprocess.run(
+        pipeline.format(cli=f"{sys.executable} -m icwschat"),
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+        cwd=ROOT,
+    )
+
+
+def need_jq() -> None:
+    """Skip without jq on a developer's machine; fail in CI, whose run installs it."""
+    if shutil.which("jq") is None:
+        if os.environ.get("CI"):
+            pytest.fail("jq is missing: .ci/run installs it")
+        pytest.skip("jq is not installed")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli_env, need_jq
 
 from icwschat.simulator import SimulatorServer
 
@@ -19,10 +18,7 @@ EXAMPLES = ROOT / "examples"
 
 
 def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which("jq") is None:
-        if os.environ.get("CI"):
-            pytest.fail("jq is missing: .ci/run installs it")
-        pytest.skip("jq is not installed")
+    need_jq()
     bin_dir = str(Path(sys.executable).parent)
     env = cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(

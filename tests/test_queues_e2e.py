@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, ROOT, cli_env, icwschat, spawn
+from conftest import PASSWORD, ROOT, cli_env, icwschat, need_jq, shell, spawn
 from expected import expected_events, project
 
 from icwschat.errors import ExitCode
@@ -83,19 +82,8 @@ def test_chats_lists_the_users_queue_and_json_feeds_jq(logged_in: SimulatorServe
     assert {e["interactionId"] for e in listed.events()} == {"1001", "1002", "1003"}
     assert all(e["queue"] == USER_QUEUE and "Eic_State" in e["attributes"] for e in listed.events())
     assert nothing_left(logged_in)
-    if shutil.which("jq") is None:
-        if os.environ.get("CI"):
-            pytest.fail("jq is missing: .ci/run installs it")
-        pytest.skip("jq is not installed")
-    piped = subprocess.run(
-        f"{sys.executable} -m icwschat chats --json | jq -r .interactionId",
-        shell=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=cli_env(),
-        cwd=ROOT,
-    )
+    need_jq()
+    piped = shell("{cli} chats --json | jq -r .interactionId")
     assert piped.stdout.split() == ["1001", "1002"]
 
 
@@ -134,15 +122,7 @@ def test_a_signal_removes_the_queue_and_every_chat_subscription(
 
 
 def test_a_closed_pipe_removes_every_subscription(slow_sim: SimulatorServer) -> None:
-    proc = subprocess.run(
-        f"{sys.executable} -m icwschat watch --queue {USER_QUEUE} --json | head -n 3",
-        shell=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=cli_env(),
-        cwd=ROOT,
-    )
+    proc = shell(f"{{cli}} watch --queue {USER_QUEUE} --json | head -n 3")
     assert proc.returncode == 0 and proc.stdout.count("\n") == 3
     assert proc.stderr == ""
     assert nothing_left(slow_sim)
@@ -164,10 +144,7 @@ def test_lines_are_shown_once_across_a_new_login(slow_sim: SimulatorServer) -> N
 
 
 def test_the_shipping_example_writes_one_record_per_event_and_cleans_up(logged_in: SimulatorServer) -> None:
-    if shutil.which("jq") is None:
-        if os.environ.get("CI"):
-            pytest.fail("jq is missing: .ci/run installs it")
-        pytest.skip("jq is not installed")
+    need_jq()
     bin_dir = os.path.dirname(sys.executable)
     proc = subprocess.Popen(
         ["sh", str(ROOT / "examples" / "ship-queue.sh"), USER_QUEUE],

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, Result, cli_env, icwschat, spawn, wait_for_subscriber
+from conftest import Result, icwschat, shell, spawn, wait_for_subscriber
 from expected import expected_events, project
 
 from icwschat.simulator import SimulatorServer
@@ -128,15 +126,7 @@ def test_keep_subscription_leaves_it_in_place(slow_sim: SimulatorServer) -> None
 
 
 def test_closed_pipe_ends_quietly_and_unsubscribes(slow_sim: SimulatorServer) -> None:
-    proc = subprocess.run(
-        f"{sys.executable} -m icwschat watch 1001 --json | head -n 1",
-        shell=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=cli_env(),
-        cwd=ROOT,
-    )
+    proc = shell("{cli} watch 1001 --json | head -n 1", timeout=30)
     assert proc.returncode == 0
     assert proc.stdout.count("\n") == 1 and '"member_joined"' in proc.stdout
     assert proc.stderr == ""
